@@ -1,0 +1,3 @@
+"""siyu: private-domain messaging automation (segments, templates, paced multi-account dispatch)."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Pluggable channel adapters: one module per channel, an explicit registry."""

@@ -1,0 +1,71 @@
+"""The adapter interface every channel implements."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundMessage:
+    """One rendered message; `idempotency_key` is stable across every retry of a delivery."""
+
+    to: str
+    text: str
+    idempotency_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    message_id: str
+
+
+class Channel(ABC):
+    """A sender account on one platform.
+
+    Capabilities are class attributes. The constructor validates the account's config and
+    raises `UserError` for bad configuration, so mistakes surface at start-up.
+    `send` returns a `SendResult` or raises a `worker.channels.errors.ChannelError`.
+    """
+
+    scheme: ClassVar[str]
+    max_text_len: ClassVar[int] = 4096
+    default_policy: ClassVar[str] = "default"
+    supports_idempotency_lookup: ClassVar[bool] = False
+    config_keys: ClassVar[frozenset[str]] = frozenset()
+    required_config: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(self, account: str, config: Mapping[str, Any] | None = None) -> None:
+        from worker.errors import UserError
+
+        self.account = account
+        self.config = dict(config or {})
+        unknown = set(self.config) - self.config_keys
+        if unknown:
+            known = ", ".join(sorted(self.config_keys)) or "none"
+            raise UserError(
+                f"account {account!r}: unknown config key(s) {', '.join(sorted(unknown))} "
+                f"for channel {self.scheme!r} (known: {known})"
+            )
+        missing = self.required_config - set(self.config)
+        if missing:
+            raise UserError(
+                f"account {account!r}: channel {self.scheme!r} needs --config "
+                + ", ".join(f"{k}=..." for k in sorted(missing))
+            )
+
+    @abstractmethod
+    def send(self, message: OutboundMessage) -> SendResult:
+        """Deliver one message, passing its idempotency key to the platform."""
+
+    def lookup(self, idempotency_key: str) -> SendResult | None:
+        """Ask the platform whether a send with this key was accepted (None: it was not)."""
+        raise NotImplementedError(f"channel {self.scheme!r} cannot look sends up")
+
+    def refresh_auth(self) -> None:
+        """Renew credentials after `AuthExpired`; the default has nothing to renew."""
+
+    def close(self) -> None:
+        """Release connections."""

@@ -1,0 +1,48 @@
+"""Helpers shared by the CLI command modules: output, JSON, the engine."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, NoReturn
+
+import typer
+from rich.console import Console
+from sqlalchemy import Engine
+
+from worker.errors import UserError
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def emit_json(document: Any) -> None:
+    """Print exactly one JSON document on stdout (the `--json` contract)."""
+    sys.stdout.write(json.dumps(document, ensure_ascii=False, default=str, indent=2) + "\n")
+    sys.stdout.flush()
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """Stop with a one-line error on stderr and a non-zero exit status."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def engine() -> Engine:
+    """The configured database engine, with the schema created if missing."""
+    from worker.store.db import get_engine, init_db
+
+    eng = get_engine()
+    init_db(eng)
+    return eng
+
+
+def parse_pairs(items: list[str] | None, option: str) -> dict[str, str]:
+    """`KEY=VALUE` options into a dict; a malformed one names the option."""
+    out: dict[str, str] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"{option} expects KEY=VALUE, got {item!r}")
+        out[key.strip()] = value
+    return out

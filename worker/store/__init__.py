@@ -1,0 +1,1 @@
+"""Persistence: SQLModel tables and engine/session helpers."""

@@ -1,0 +1,131 @@
+"""Engines and sessions for SQLite (default) and PostgreSQL.
+
+SQLite has no row locks and SQLAlchemy silently drops `skip_locked` there, so every SQLite
+transaction starts with `BEGIN IMMEDIATE` (one writer at a time, no lock-upgrade deadlocks),
+in WAL mode with a busy timeout: claims cannot interleave (DESIGN decision 4).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import NoSuchModuleError
+from sqlmodel import Session, SQLModel
+
+from worker.errors import ServiceUnavailable, UserError
+from worker.store import models  # noqa: F401  (registers the tables)
+
+_engines: dict[tuple[int, str], Engine] = {}
+_lock = threading.Lock()
+
+
+def is_sqlite(engine: Engine) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+def _sqlite_setup(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we emit BEGIN ourselves
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA busy_timeout=60000")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def make_engine(url: str) -> Engine:
+    """Build an engine for `url`; a malformed URL or missing driver is a `UserError`."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise UserError(f"SIYU_DATABASE_URL is not a valid database URL: {url!r}") from exc
+    kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    if parsed.get_backend_name() == "sqlite":
+        kwargs["connect_args"] = {"timeout": 60, "check_same_thread": False}
+        kwargs["pool_size"] = 20
+        kwargs["max_overflow"] = 20
+    else:
+        kwargs["pool_size"] = 10
+        kwargs["max_overflow"] = 20
+    try:
+        engine = create_engine(parsed, **kwargs)
+    except NoSuchModuleError as exc:
+        raise UserError(f"unsupported database URL {parsed.render_as_string()!r}: {exc}") from exc
+    except ModuleNotFoundError as exc:
+        raise UserError(
+            f"the driver for {parsed.drivername} is not installed ({exc.name}); "
+            "install siyu with the 'postgres' extra"
+        ) from exc
+    if parsed.get_backend_name() == "sqlite":
+        _sqlite_setup(engine)
+    return engine
+
+
+def get_engine(url: str | None = None) -> Engine:
+    """The engine for `url` (default: settings), one per process: forked workers get their own."""
+    if url is None:
+        from worker.config import get_settings
+
+        url = get_settings().database_url
+    key = (os.getpid(), url)
+    with _lock:
+        engine = _engines.get(key)
+        if engine is None:
+            engine = make_engine(url)
+            _engines[key] = engine
+        return engine
+
+
+def reset_engines() -> None:
+    """Forget engines (after fork, or between tests)."""
+    with _lock:
+        for engine in _engines.values():
+            engine.dispose(close=False)
+        _engines.clear()
+
+
+def describe(engine: Engine) -> str:
+    return engine.url.render_as_string(hide_password=True)
+
+
+def check_connection(engine: Engine) -> None:
+    """Raise `ServiceUnavailable` with a one-line reason when the database can't be reached."""
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except OperationalError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        raise ServiceUnavailable(f"cannot reach the database {describe(engine)}: {reason}") from exc
+
+
+def init_db(engine: Engine) -> None:
+    """Create every missing table and index; safe to run any number of times."""
+    check_connection(engine)
+    SQLModel.metadata.create_all(engine)
+
+
+@contextmanager
+def session_scope(engine: Engine | None = None) -> Iterator[Session]:
+    """A session that commits on success and rolls back on error."""
+    session = Session(engine or get_engine(), expire_on_commit=False)
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()

@@ -1,0 +1,175 @@
+"""The tables. The database is the source of truth; Celery messages are only triggers.
+
+Timestamps are naive UTC everywhere (SQLite keeps no zone); `utcnow()` makes them.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, Column, Index, UniqueConstraint
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlmodel import Field, SQLModel
+
+# JSONB on PostgreSQL (indexable, `@>` containment), plain JSON text on SQLite.
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+
+
+def utcnow() -> datetime:
+    """Naive UTC now, the form every timestamp column holds."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class DeliveryState(StrEnum):
+    PENDING = "pending"
+    CLAIMED = "claimed"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    UNKNOWN = "unknown"
+
+
+OPEN_STATES = (DeliveryState.PENDING, DeliveryState.CLAIMED, DeliveryState.SENDING)
+
+
+class CampaignStatus(StrEnum):
+    DRAFT = "draft"
+    SCHEDULED = "scheduled"
+    RUNNING = "running"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+
+
+class AccountState(StrEnum):
+    ACTIVE = "active"
+    COOLDOWN = "cooldown"
+    PAUSED = "paused"
+    BANNED = "banned"
+
+
+class Account(SQLModel, table=True):
+    __tablename__ = "accounts"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, index=True)
+    channel: str
+    policy: str | None = None
+    tz: str = "Asia/Shanghai"
+    config: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONType))
+    state: str = AccountState.ACTIVE
+    state_reason: str | None = None
+    cooldown_until: datetime | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Contact(SQLModel, table=True):
+    __tablename__ = "contacts"
+    __table_args__ = (UniqueConstraint("channel", "external_id", name="uq_contact_channel_ext"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    channel: str
+    external_id: str
+    name: str = ""
+    tags: list[str] = Field(default_factory=list, sa_column=Column(JSONType, nullable=False))
+    attrs: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSONType, nullable=False))
+    owner_id: int | None = Field(default=None, foreign_key="accounts.id", index=True)
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class Segment(SQLModel, table=True):
+    __tablename__ = "segments"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, index=True)
+    expression: str
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Campaign(SQLModel, table=True):
+    __tablename__ = "campaigns"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, index=True)
+    segment_id: int = Field(foreign_key="segments.id")
+    template: str
+    vars: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSONType, nullable=False))
+    kind: str = "marketing"
+    start_at: datetime | None = None
+    end_at: datetime | None = None
+    cron: str | None = None
+    tz: str = "Asia/Shanghai"
+    status: str = CampaignStatus.DRAFT
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class CampaignAccount(SQLModel, table=True):
+    """The sender accounts of a campaign, in the order the operator gave them."""
+
+    __tablename__ = "campaign_accounts"
+
+    campaign_id: int = Field(foreign_key="campaigns.id", primary_key=True)
+    account_id: int = Field(foreign_key="accounts.id", primary_key=True)
+    position: int = 0
+
+
+class CampaignRun(SQLModel, table=True):
+    """One execution of a campaign (a cron campaign has one per firing)."""
+
+    __tablename__ = "campaign_runs"
+
+    id: int | None = Field(default=None, primary_key=True)
+    campaign_id: int = Field(foreign_key="campaigns.id", index=True)
+    status: str = CampaignStatus.RUNNING
+    start_at: datetime = Field(default_factory=utcnow)
+    end_at: datetime | None = None
+    # Materialisation walks contacts by id (keyset) up to the snapshot taken at start.
+    snapshot_max_contact_id: int = 0
+    materialised_upto: int = 0
+    materialised: bool = False
+    expected_total: int = 0
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Delivery(SQLModel, table=True):
+    """One message to one contact in one run: the per-recipient log and the outbox."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("run_id", "contact_id", name="uq_delivery_run_contact"),
+        Index("ix_delivery_lane", "account_id", "state", "run_id", "id"),
+        Index("ix_delivery_run_state", "run_id", "state"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="campaign_runs.id")
+    contact_id: int = Field(foreign_key="contacts.id", index=True)
+    account_id: int | None = Field(default=None, foreign_key="accounts.id")
+    state: str = DeliveryState.PENDING
+    reason: str | None = None
+    attempts: int = 0
+    last_error: str | None = None
+    provider_message_id: str | None = None
+    lease_owner: str | None = None
+    lease_until: datetime | None = None
+    not_before: datetime | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    sent_at: datetime | None = None
+
+
+class Suppression(SQLModel, table=True):
+    """A contact that must not be messaged again (opt-out, complaint, operator block)."""
+
+    __tablename__ = "suppressions"
+
+    id: int | None = Field(default=None, primary_key=True)
+    contact_id: int = Field(foreign_key="contacts.id", unique=True)
+    reason: str = "opted_out"
+    created_at: datetime = Field(default_factory=utcnow)
