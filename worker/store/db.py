@@ -1,8 +1,11 @@
 """Engines and sessions for SQLite (default) and PostgreSQL.
 
-SQLite has no row locks and SQLAlchemy silently drops `skip_locked` there, so every SQLite
-transaction starts with `BEGIN IMMEDIATE` (one writer at a time, no lock-upgrade deadlocks),
-in WAL mode with a busy timeout: claims cannot interleave (DESIGN decision 4).
+SQLite has no row locks and SQLAlchemy silently drops `skip_locked` there. In WAL mode readers
+never block, so plain reads use a deferred `BEGIN`; a transaction that reads and then writes
+must take the write lock first, so it runs on `for_writing(engine)`, which begins with
+`BEGIN IMMEDIATE` and waits on the busy timeout instead of failing on a lock upgrade
+(DESIGN decision 4). A single write statement (a claim's `UPDATE ... RETURNING`) takes the
+write lock when it starts, so it needs neither.
 """
 
 from __future__ import annotations
@@ -26,8 +29,16 @@ _engines: dict[tuple[int, str], Engine] = {}
 _lock = threading.Lock()
 
 
+_WRITE_OPTION = "siyu_write"
+
+
 def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
+
+
+def for_writing(engine: Engine) -> Engine:
+    """The same engine whose transactions take SQLite's write lock up front."""
+    return engine.execution_options(**{_WRITE_OPTION: True})
 
 
 def _sqlite_setup(engine: Engine) -> None:
@@ -43,7 +54,8 @@ def _sqlite_setup(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        write = conn.get_execution_options().get(_WRITE_OPTION, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
 def make_engine(url: str) -> Engine:
@@ -119,8 +131,8 @@ def init_db(engine: Engine) -> None:
 
 @contextmanager
 def session_scope(engine: Engine | None = None) -> Iterator[Session]:
-    """A session that commits on success and rolls back on error."""
-    session = Session(engine or get_engine(), expire_on_commit=False)
+    """A writing session that commits on success and rolls back on error."""
+    session = Session(for_writing(engine or get_engine()), expire_on_commit=False)
     try:
         yield session
         session.commit()

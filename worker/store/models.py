@@ -9,12 +9,15 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, UniqueConstraint
+from pydantic import NaiveDatetime
+from sqlalchemy import JSON, BigInteger, Column, Index, Integer, UniqueConstraint
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
 # JSONB on PostgreSQL (indexable, `@>` containment), plain JSON text on SQLite.
 JSONType = JSON().with_variant(JSONB(), "postgresql")
+# Deliveries grow by audience x runs: 64-bit ids on PostgreSQL; SQLite's rowid is 64-bit already.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 
 def utcnow() -> datetime:
@@ -62,8 +65,8 @@ class Account(SQLModel, table=True):
     config: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONType))
     state: str = AccountState.ACTIVE
     state_reason: str | None = None
-    cooldown_until: datetime | None = None
-    created_at: datetime = Field(default_factory=utcnow)
+    cooldown_until: NaiveDatetime | None = None
+    created_at: NaiveDatetime = Field(default_factory=utcnow)
 
 
 class Contact(SQLModel, table=True):
@@ -77,8 +80,8 @@ class Contact(SQLModel, table=True):
     tags: list[str] = Field(default_factory=list, sa_column=Column(JSONType, nullable=False))
     attrs: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSONType, nullable=False))
     owner_id: int | None = Field(default=None, foreign_key="accounts.id", index=True)
-    created_at: datetime = Field(default_factory=utcnow)
-    updated_at: datetime = Field(default_factory=utcnow)
+    created_at: NaiveDatetime = Field(default_factory=utcnow)
+    updated_at: NaiveDatetime = Field(default_factory=utcnow)
 
 
 class Segment(SQLModel, table=True):
@@ -87,7 +90,7 @@ class Segment(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(unique=True, index=True)
     expression: str
-    created_at: datetime = Field(default_factory=utcnow)
+    created_at: NaiveDatetime = Field(default_factory=utcnow)
 
 
 class Campaign(SQLModel, table=True):
@@ -99,12 +102,12 @@ class Campaign(SQLModel, table=True):
     template: str
     vars: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSONType, nullable=False))
     kind: str = "marketing"
-    start_at: datetime | None = None
-    end_at: datetime | None = None
+    start_at: NaiveDatetime | None = None
+    end_at: NaiveDatetime | None = None
     cron: str | None = None
     tz: str = "Asia/Shanghai"
     status: str = CampaignStatus.DRAFT
-    created_at: datetime = Field(default_factory=utcnow)
+    created_at: NaiveDatetime = Field(default_factory=utcnow)
 
 
 class CampaignAccount(SQLModel, table=True):
@@ -125,16 +128,16 @@ class CampaignRun(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     campaign_id: int = Field(foreign_key="campaigns.id", index=True)
     status: str = CampaignStatus.RUNNING
-    start_at: datetime = Field(default_factory=utcnow)
-    end_at: datetime | None = None
+    start_at: NaiveDatetime = Field(default_factory=utcnow)
+    end_at: NaiveDatetime | None = None
     # Materialisation walks contacts by id (keyset) up to the snapshot taken at start.
     snapshot_max_contact_id: int = 0
     materialised_upto: int = 0
     materialised: bool = False
     expected_total: int = 0
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    created_at: datetime = Field(default_factory=utcnow)
+    started_at: NaiveDatetime | None = None
+    finished_at: NaiveDatetime | None = None
+    created_at: NaiveDatetime = Field(default_factory=utcnow)
 
 
 class Delivery(SQLModel, table=True):
@@ -145,9 +148,10 @@ class Delivery(SQLModel, table=True):
         UniqueConstraint("run_id", "contact_id", name="uq_delivery_run_contact"),
         Index("ix_delivery_lane", "account_id", "state", "run_id", "id"),
         Index("ix_delivery_run_state", "run_id", "state"),
+        Index("ix_delivery_state_account", "state", "account_id"),
     )
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, sa_column=Column(BigId, primary_key=True))
     run_id: int = Field(foreign_key="campaign_runs.id")
     contact_id: int = Field(foreign_key="contacts.id", index=True)
     account_id: int | None = Field(default=None, foreign_key="accounts.id")
@@ -157,11 +161,11 @@ class Delivery(SQLModel, table=True):
     last_error: str | None = None
     provider_message_id: str | None = None
     lease_owner: str | None = None
-    lease_until: datetime | None = None
-    not_before: datetime | None = None
-    created_at: datetime = Field(default_factory=utcnow)
-    updated_at: datetime = Field(default_factory=utcnow)
-    sent_at: datetime | None = None
+    lease_until: NaiveDatetime | None = None
+    not_before: NaiveDatetime | None = None
+    created_at: NaiveDatetime = Field(default_factory=utcnow)
+    updated_at: NaiveDatetime = Field(default_factory=utcnow)
+    sent_at: NaiveDatetime | None = None
 
 
 class Suppression(SQLModel, table=True):
@@ -172,4 +176,4 @@ class Suppression(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     contact_id: int = Field(foreign_key="contacts.id", unique=True)
     reason: str = "opted_out"
-    created_at: datetime = Field(default_factory=utcnow)
+    created_at: NaiveDatetime = Field(default_factory=utcnow)

@@ -1,0 +1,37 @@
+# The two commands a new machine needs: `make demo` and `make test`. Both set everything up.
+PYTHON ?= python3
+VENV   ?= .venv
+PY      = $(VENV)/bin/python
+STAMP   = $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+
+.PHONY: install demo test lint check bench clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "siyu needs Python >= 3.11")'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	rm -f $(VENV)/.installed-*
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(VENV)/bin/siyu demo
+
+test: install
+	$(VENV)/bin/pytest -q
+
+lint: install
+	$(VENV)/bin/ruff format --check worker tests bench
+	$(VENV)/bin/ruff check worker tests bench
+	$(VENV)/bin/mypy
+
+check: lint test
+
+bench: install
+	$(PY) bench/throughput.py
+	$(PY) bench/limiter.py
+
+clean:
+	rm -rf $(VENV) .siyu .pytest_cache .mypy_cache .ruff_cache

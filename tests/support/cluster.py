@@ -1,0 +1,56 @@
+"""Real `siyu worker` processes for end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from worker.runtime import procs
+
+
+class Workers:
+    """A set of worker processes sharing one database and Redis."""
+
+    def __init__(self, env: dict[str, str], log_dir: Path, concurrency: int = 8) -> None:
+        self.env = {**env, "PYTHONUNBUFFERED": "1"}
+        self.log_dir = log_dir
+        self.concurrency = concurrency
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.started = 0
+
+    def start(self, count: int = 1) -> None:
+        for _ in range(count):
+            self.procs.append(self._spawn())
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        self.started += 1
+        args = [sys.executable, "-m", "worker", "worker", "--concurrency", str(self.concurrency)]
+        return procs.spawn(args, env=self.env, log=self.log_dir / f"worker-{self.started}.log",
+                           cwd=Path(__file__).resolve().parents[2])  # fmt: skip
+
+    def kill9_and_restart(self, index: int) -> None:
+        proc = self.procs[index]
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        self.procs[index] = self._spawn()
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            procs.stop(proc, timeout_s=20)
+
+    def logs(self) -> str:
+        return "\n".join(p.read_text(errors="replace")[-3000:] for p in self.log_dir.glob("worker-*.log"))
+
+
+def wait_for(predicate: Callable[[], bool], timeout_s: float, interval_s: float = 0.5) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval_s)
+    return predicate()

@@ -1,0 +1,1 @@
+"""Campaign lifecycle, materialisation, status and preview: the layer under the CLI and API."""

@@ -1,0 +1,142 @@
+"""`campaigns status` and the per-recipient log (`campaigns deliveries`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import Engine, func, select
+from sqlmodel import Session
+
+from worker.campaigns import lookup
+from worker.campaigns.timeparse import iso_utc
+from worker.errors import UserError
+from worker.store.models import (
+    Account,
+    CampaignRun,
+    CampaignStatus,
+    Contact,
+    Delivery,
+    DeliveryState,
+    utcnow,
+)
+
+D = Delivery.__table__.c  # type: ignore[attr-defined]
+A = Account.__table__.c  # type: ignore[attr-defined]
+CT = Contact.__table__.c  # type: ignore[attr-defined]
+REPORTED = ("pending", "sent", "failed", "skipped", "unknown")
+ETA_WINDOW_S = 60
+
+
+def _bucket(state: str) -> str:
+    return "pending" if state in (DeliveryState.CLAIMED, DeliveryState.SENDING) else state
+
+
+def _counts(engine: Engine, run: CampaignRun) -> tuple[dict[str, int], dict[str, dict[str, Any]]]:
+    stmt = (
+        select(A.name, A.state, D.state, func.count())
+        .select_from(Delivery)
+        .join(Account, A.id == D.account_id, isouter=True)
+        .where(D.run_id == run.id)
+        .group_by(A.name, A.state, D.state)
+    )
+    counts = dict.fromkeys(REPORTED, 0)
+    accounts: dict[str, dict[str, Any]] = {}
+    with engine.connect() as conn:
+        for name, account_state, state, n in conn.execute(stmt):
+            bucket = _bucket(state)
+            counts[bucket] += n
+            if name is None:
+                continue
+            entry = accounts.setdefault(name, {"sent": 0, "pending": 0, "state": account_state})
+            if bucket in ("sent", "pending"):
+                entry[bucket] += n
+    return counts, accounts
+
+
+def _eta(engine: Engine, run: CampaignRun, remaining: int) -> str | None:
+    if run.status != CampaignStatus.RUNNING or remaining <= 0:
+        return None
+    since = utcnow() - timedelta(seconds=ETA_WINDOW_S)
+    stmt = select(func.count()).where(
+        D.run_id == run.id, D.state == DeliveryState.SENT, D.sent_at >= since
+    )
+    with engine.connect() as conn:
+        recent = int(conn.execute(stmt).scalar_one())
+    if recent == 0:
+        return None
+    return iso_utc(utcnow() + timedelta(seconds=remaining * ETA_WINDOW_S / recent))
+
+
+def campaign_status(engine: Engine, name: str) -> dict[str, Any]:
+    """The contract's status document; every segment member is in exactly one count."""
+    with Session(engine, expire_on_commit=False) as session:
+        campaign = lookup.campaign_by_name(session, name)
+        run = lookup.latest_run(session, campaign.id)  # type: ignore[arg-type]
+        senders = lookup.campaign_accounts(session, campaign.id)  # type: ignore[arg-type]
+    accounts = {a.name: {"sent": 0, "pending": 0, "state": a.state} for a in senders}
+    doc: dict[str, Any] = {
+        "name": campaign.name,
+        "status": campaign.status,
+        "total": 0,
+        "counts": dict.fromkeys(REPORTED, 0),
+        "accounts": accounts,
+        "eta": None,
+    }
+    if run is None or run.started_at is None:
+        return doc
+    counts, by_account = _counts(engine, run)
+    for account_name, entry in by_account.items():
+        accounts.setdefault(account_name, entry).update(entry)
+    total = sum(counts.values())
+    if not run.materialised and run.status != CampaignStatus.CANCELLED:
+        counts["pending"] += max(0, run.expected_total - total)
+        total = max(total, run.expected_total)
+    doc.update(total=total, counts=counts, eta=_eta(engine, run, counts["pending"]))
+    return doc
+
+
+def iter_deliveries(
+    engine: Engine, name: str, state: str | None = None, limit: int | None = None
+) -> Iterator[dict[str, Any]]:
+    """The per-recipient log of the latest run, in id order, streamed."""
+    if state is not None and state not in {s.value for s in DeliveryState}:
+        known = ", ".join(s.value for s in DeliveryState)
+        raise UserError(f"--status must be one of {known}, got {state!r}")
+    with Session(engine) as session:
+        campaign = lookup.campaign_by_name(session, name)
+        run = lookup.latest_run(session, campaign.id)  # type: ignore[arg-type]
+    if run is None:
+        return
+    stmt = (
+        select(
+            CT.external_id,
+            CT.channel,
+            A.name,
+            D.state,
+            D.reason,
+            D.attempts,
+            D.last_error,
+            D.provider_message_id,
+            D.updated_at,
+            D.sent_at,
+        )  # fmt: skip
+        .select_from(Delivery)
+        .join(Contact, CT.id == D.contact_id)
+        .join(Account, A.id == D.account_id, isouter=True)
+        .where(D.run_id == run.id)
+        .order_by(D.id)
+    )
+    if state is not None:
+        stmt = stmt.where(D.state == state)
+    if limit:
+        stmt = stmt.limit(limit)
+    keys = ("external_id", "channel", "account", "status", "reason", "attempts", "last_error",
+            "provider_message_id", "updated_at", "sent_at")  # fmt: skip
+    with engine.connect() as conn:
+        for row in conn.execution_options(yield_per=2000).execute(stmt):
+            item = dict(zip(keys, row, strict=True))
+            item["updated_at"] = iso_utc(item["updated_at"])
+            item["sent_at"] = iso_utc(item["sent_at"])
+            yield item

@@ -1,0 +1,137 @@
+"""`siyu campaigns ...`"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.table import Table
+
+from worker.campaigns import lifecycle
+from worker.campaigns.status import campaign_status, iter_deliveries
+from worker.cli.common import console, emit_json, engine, parse_pairs
+from worker.cli.progress import watch_status
+from worker.config import get_settings
+
+app = typer.Typer(no_args_is_help=True)
+
+
+@app.command("create")
+def create(
+    name: str,
+    segment: str = typer.Option(..., "--segment"),
+    template: str = typer.Option(..., "--template", help="Name of templates/<name>.j2"),
+    accounts: str = typer.Option(..., "--accounts", help="A[,B...] sender accounts"),
+    var: list[str] = typer.Option(None, "--var", help="KEY=VALUE template variable"),
+    start: str | None = typer.Option(None, "--start", help="ISO 8601 start time"),
+    end: str | None = typer.Option(None, "--end", help="ISO 8601 planned end time"),
+    cron: str | None = typer.Option(None, "--cron", help="Cron expression (recurring)"),
+    tz: str = typer.Option("Asia/Shanghai", "--tz"),
+    kind: str = typer.Option("marketing", "--kind", help="marketing | service"),
+) -> None:
+    """Create a draft campaign; the template is rendered for sample members first."""
+    spec = lifecycle.CampaignSpec(
+        name=name, segment=segment, template=template,
+        accounts=[a.strip() for a in accounts.split(",") if a.strip()],
+        variables=parse_pairs(var, "--var"), start=start, end=end, cron=cron, tz=tz, kind=kind,
+    )  # fmt: skip
+    lifecycle.create_campaign(engine(), get_settings().templates_dir, spec)
+    console.print(f"created campaign {name} (draft); next: siyu campaigns start {name}")
+
+
+@app.command("preview")
+def preview(name: str, limit: int = typer.Option(5, "--limit", min=1, max=1000)) -> None:
+    """Rendered messages for sample recipients; nothing is sent."""
+    from worker.campaigns.preview import preview_campaign
+
+    for item in preview_campaign(engine(), get_settings().templates_dir, name, limit):
+        console.rule(f"{item.external_id} {item.name} via {item.account or '-'}")
+        console.print(item.text, markup=False, highlight=False)
+
+
+@app.command("start")
+def start(name: str) -> None:
+    """Start now, or at the campaign's --start time."""
+    from worker.runtime import get_context
+
+    run = lifecycle.start_campaign(get_context(), name)
+    console.print(f"campaign {name} is {run.status}")
+
+
+@app.command("pause")
+def pause(name: str) -> None:
+    lifecycle.pause_campaign(engine(), name)
+    console.print(f"campaign {name} paused")
+
+
+@app.command("resume")
+def resume(name: str) -> None:
+    from worker.runtime import get_context
+
+    campaign = lifecycle.resume_campaign(get_context(), name)
+    console.print(f"campaign {name} is {campaign.status}")
+
+
+@app.command("cancel")
+def cancel(name: str) -> None:
+    from worker.runtime import get_context
+
+    lifecycle.cancel_campaign(get_context(), name)
+    console.print(f"campaign {name} cancelled; unsent deliveries are skipped (cancelled)")
+
+
+@app.command("status")
+def status(
+    name: str,
+    as_json: bool = typer.Option(False, "--json"),
+    watch: bool = typer.Option(False, "--watch", help="Live progress bars per account."),
+) -> None:
+    """Counts per state and per account, and the ETA."""
+    eng = engine()
+    if watch:
+        watch_status(lambda: campaign_status(eng, name))
+        return
+    doc = campaign_status(eng, name)
+    if as_json:
+        emit_json(doc)
+        return
+    console.print(f"[bold]{doc['name']}[/bold]  {doc['status']}  total {doc['total']}  "
+                  f"eta {doc['eta'] or '-'}")  # fmt: skip
+    console.print("  ".join(f"{k} {v}" for k, v in doc["counts"].items()))
+    table = Table("account", "state", "sent", "pending")
+    for account, entry in doc["accounts"].items():
+        table.add_row(account, entry["state"], str(entry["sent"]), str(entry["pending"]))
+    console.print(table)
+
+
+@app.command("deliveries")
+def deliveries(
+    name: str,
+    status_: str | None = typer.Option(None, "--status", help="Only this state."),
+    as_json: bool = typer.Option(False, "--json"),
+    limit: int = typer.Option(0, "--limit", help="At most N rows (0: all)."),
+) -> None:
+    """The per-recipient log."""
+    rows = iter_deliveries(engine(), name, status_, limit or None)
+    if as_json:
+        _stream_json(rows)
+        return
+    table = Table("external_id", "account", "status", "reason", "attempts", "sent_at")
+    for r in rows:
+        table.add_row(
+            r["external_id"], r["account"] or "", r["status"], r["reason"] or "",
+            str(r["attempts"]), r["sent_at"] or "",
+        )  # fmt: skip
+    console.print(table)
+
+
+def _stream_json(rows: object) -> None:
+    """One JSON array, written row by row so a million rows need no memory."""
+    import json
+
+    out = sys.stdout
+    out.write("[")
+    for i, row in enumerate(rows):  # type: ignore[call-overload]
+        out.write(("," if i else "") + "\n  " + json.dumps(row, ensure_ascii=False))
+    out.write("\n]\n")
+    out.flush()

@@ -1,0 +1,68 @@
+"""Operational commands: init, worker, demo."""
+
+from __future__ import annotations
+
+import os
+
+import typer
+
+from worker.cli.common import console
+
+
+def register(app: typer.Typer) -> None:
+    app.command("init")(init)
+    app.command("worker")(worker)
+    app.command("demo")(demo)
+
+
+def init() -> None:
+    """Create or upgrade the schema; safe to run any number of times."""
+    from worker.store.db import describe, get_engine, init_db
+
+    eng = get_engine()
+    init_db(eng)
+    console.print(f"schema ready in {describe(eng)}")
+
+
+def worker(
+    concurrency: int = typer.Option(8, "--concurrency", "-c", min=1, max=256,
+                                    help="Lanes this process runs at once (threads)."),
+    loglevel: str = typer.Option("WARNING", "--loglevel", "-l"),
+) -> None:  # fmt: skip
+    """Run a Celery worker: account lanes, materialisation and the periodic tick."""
+    from celery.signals import worker_shutting_down
+
+    from worker.dispatch.tick import Ticker
+    from worker.runtime import SHUTDOWN, get_context
+    from worker.runtime.celery_app import celery_app
+    from worker.store.db import init_db
+
+    ctx = get_context()
+    init_db(ctx.engine)
+    import worker.tasks  # noqa: F401  (registers the tasks)
+
+    worker_shutting_down.connect(lambda **_: SHUTDOWN.set(), weak=False)
+    ticker = Ticker(ctx)
+    ticker.start()
+    try:
+        celery_app.worker_main(
+            [
+                "worker", "--pool", "threads", "--concurrency", str(concurrency),
+                "--loglevel", loglevel, "--queues", "siyu",
+                "--hostname", f"siyu-{os.getpid()}@%h",
+                "--without-gossip", "--without-mingle", "--without-heartbeat",
+            ]
+        )  # fmt: skip
+    finally:
+        ticker.stop()
+
+
+def demo(
+    contacts: int = typer.Option(10_000, "--contacts", min=1, help="Contacts to seed."),
+    workers: int = typer.Option(2, "--workers", min=1, max=8, help="Worker processes."),
+    accounts: int = typer.Option(5, "--accounts", min=1, max=50, help="Mock sender accounts."),
+) -> None:
+    """The whole pipeline on the embedded default, leaving no process behind."""
+    from worker.demo import run_demo
+
+    run_demo(contacts=contacts, workers=workers, accounts=accounts)

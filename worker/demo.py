@@ -1,0 +1,210 @@
+"""`siyu demo`: seed contacts, start the mock platform and workers, run a campaign, summarise.
+
+Everything runs on the embedded default (a fresh SQLite file and an embedded Redis under
+`./.siyu/demo/`). Every child process is started with a parent-death signal and stopped in
+order on exit, Ctrl-C included, so nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import csv
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import httpx
+
+from worker.errors import ServiceUnavailable
+from worker.runtime import procs
+from worker.runtime.embedded import EmbeddedRedis
+
+SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何林高罗"
+GIVEN = [
+    "伟",
+    "芳",
+    "娜",
+    "敏",
+    "静",
+    "磊",
+    "洋",
+    "艳",
+    "勇",
+    "军",
+    "杰",
+    "婷",
+    "涛",
+    "明",
+    "超",
+    "霞",
+]
+CITIES = ["上海", "北京", "深圳", "杭州", "成都", "广州", "武汉", "南京"]
+TAGS = ["python", "data", "ai", "frontend", "refunded", "vip"]
+SEGMENT = "tag = python or tag = data or tag = ai"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def write_contacts(path: Path, count: int, seed: int = 7) -> None:
+    rng = random.Random(seed)
+    with path.open("w", encoding="utf-8", newline="") as fh:
+        out = csv.writer(fh)
+        out.writerow(["external_id", "name", "tags", "city", "level", "signup_date"])
+        for i in range(1, count + 1):
+            name = rng.choice(SURNAMES) + "".join(rng.choices(GIVEN, k=rng.choice((1, 2))))
+            tags = ";".join(rng.sample(TAGS, k=rng.randint(1, 3)))
+            out.writerow([f"wx_{i:07d}", name, tags, rng.choice(CITIES), rng.randint(1, 5),
+                          f"2026-{rng.randint(1, 11):02d}-{rng.randint(1, 28):02d}"])  # fmt: skip
+
+
+class _Interrupted(Exception):
+    pass
+
+
+def _on_term(_sig: int, _frame: FrameType | None) -> None:
+    raise _Interrupted
+
+
+def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 20) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise ServiceUnavailable(
+                f"the mock platform exited at start-up (code {proc.returncode})"
+            )
+        try:
+            httpx.get(url, timeout=1).raise_for_status()
+            return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise ServiceUnavailable(f"the mock platform did not answer at {url}")
+
+
+def run_demo(*, contacts: int, workers: int, accounts: int) -> None:
+    from worker.cli.common import console
+
+    previous = signal.signal(signal.SIGTERM, _on_term)
+    home = Path(".siyu/demo").resolve()
+    try:
+        with ExitStack() as stack:
+            summary = _run(stack, home, contacts, workers, accounts)
+        _print_summary(summary)
+    except (KeyboardInterrupt, _Interrupted):
+        console.print("[yellow]demo interrupted; every process it started has been stopped[/]")
+        raise SystemExit(130) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run(
+    stack: ExitStack, home: Path, contacts: int, workers: int, accounts: int
+) -> dict[str, Any]:
+    from worker.cli.common import console
+
+    shutil.rmtree(home, ignore_errors=True)
+    home.mkdir(parents=True)
+    redis_server = EmbeddedRedis(home)
+    redis_url = redis_server.start()
+    stack.callback(redis_server.stop)
+    env = {
+        "SIYU_DATABASE_URL": f"sqlite:///{home / 'siyu-demo.db'}",
+        "SIYU_REDIS_URL": redis_url,
+        "SIYU_STATE_DIR": str(home),
+    }
+    port = free_port()
+    platform = procs.spawn(
+        [sys.executable, "-m", "worker.mockplatform", "--host", "127.0.0.1", "--port", str(port),
+         "--db", str(home / "mock-platform.db")],
+        log=home / "mock-platform.log",
+    )  # fmt: skip
+    stack.callback(procs.stop, platform)
+    base = f"http://127.0.0.1:{port}"
+    _wait_http(f"{base}/v1/stats", platform)
+    console.print(f"mock platform on {base}; embedded Redis at {redis_url}")
+
+    ctx = _seed(home, env, base, contacts, accounts)
+    started = time.monotonic()
+    for i in range(workers):
+        proc = procs.spawn([sys.executable, "-m", "worker", "worker", "--concurrency", "8"],
+                           env=env, log=home / f"worker-{i}.log")  # fmt: skip
+        stack.callback(procs.stop, proc, timeout_s=20)
+    from worker.campaigns.lifecycle import start_campaign
+    from worker.campaigns.status import campaign_status
+    from worker.cli.progress import watch_status
+
+    start_campaign(ctx, "demo_course_invite")
+    doc = watch_status(lambda: campaign_status(ctx.engine, "demo_course_invite"))
+    duration = time.monotonic() - started
+    stats = httpx.get(f"{base}/v1/stats", timeout=5).json()
+    return {"status": doc, "duration_s": duration, "platform": stats, "contacts": contacts}
+
+
+def _seed(home: Path, env: dict[str, str], base: str, contacts: int, accounts: int) -> Any:
+    """Fresh schema, accounts, contacts (imported from CSV), segment and campaign."""
+    from worker.audience.importer import import_contacts
+    from worker.campaigns.lifecycle import CampaignSpec, create_campaign
+    from worker.cli.common import console
+    from worker.config import Settings
+    from worker.runtime import Context, configure_celery, connect_redis, set_context
+    from worker.services.accounts import add_account
+    from worker.services.segments import add_segment
+    from worker.store.db import init_db, make_engine
+
+    settings = Settings(
+        database_url=env["SIYU_DATABASE_URL"], redis_url=env["SIYU_REDIS_URL"], state_dir=home
+    )
+    engine = make_engine(settings.database_url)
+    init_db(engine)
+    ctx = Context(settings=settings, engine=engine, redis=connect_redis(settings.redis_url or ""))
+    configure_celery(
+        "redis+socket://" + env["SIYU_REDIS_URL"][len("unix://") :], visibility_timeout_s=300
+    )
+    set_context(ctx)
+    names = [f"assistant_{i + 1:02d}" for i in range(accounts)]
+    for name in names:
+        add_account(engine, name, "mock", config={"url": base})
+    csv_path = home / "contacts.csv"
+    write_contacts(csv_path, contacts)
+    report = import_contacts(engine, csv_path, "mock")
+    console.print(f"imported {report.created} contacts from {csv_path}")
+    add_segment(engine, "demo_learners", SEGMENT)
+    create_campaign(engine, settings.templates_dir, CampaignSpec(
+        name="demo_course_invite", segment="demo_learners", template="course_invite",
+        accounts=names, variables={
+            "course_name": "Python 数据分析实战营",
+            "course_url": "https://edu.example.com/courses/python-data",
+            "group_url": "https://work.weixin.qq.com/gm/demo-group",
+        },
+    ))  # fmt: skip
+    return ctx
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    from worker.cli.common import console
+
+    doc = summary["status"]
+    counts = doc["counts"]
+    rate = counts["sent"] / summary["duration_s"] if summary["duration_s"] > 0 else 0.0
+    table = Table("", "value", title="siyu demo summary")
+    for key in ("sent", "skipped", "failed", "unknown", "pending"):
+        table.add_row(key, f"{counts[key]:,}")
+    table.add_row("segment members", f"{doc['total']:,}")
+    table.add_row("duration", f"{summary['duration_s']:.1f} s")
+    table.add_row("messages/s", f"{rate:,.0f}")
+    accepted = sum(a.get("accepted", 0) for a in summary["platform"].values())
+    dupes = sum(a.get("duplicate_attempts", 0) for a in summary["platform"].values())
+    table.add_row("platform accepted", f"{accepted:,} ({dupes} duplicate attempts)")
+    console.print(table)

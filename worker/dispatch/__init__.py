@@ -1,0 +1,1 @@
+"""Delivery engine: per-account lanes over a database outbox (DESIGN decisions 1-5)."""

@@ -1,0 +1,321 @@
+"""An account lane: the only place that sends for one account, anywhere in the cluster.
+
+A lane holds the account's Redis lease, works for a bounded slice, and reports whether work
+remains so its task can re-enqueue itself (DESIGN decisions 2 and 3). Per batch it claims rows,
+re-checks suppression, renders, asks the pacer for send times, commits `sending` and only then
+calls the channel, and records the outcomes (decision 5).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from worker.channels.base import Channel, OutboundMessage
+from worker.channels.registry import build_channel
+from worker.dispatch import outbox, runs
+from worker.dispatch.lease import Lease, lane_key, lane_queued_key
+from worker.dispatch.outbox import Claimed, Outcome
+from worker.dispatch.pacing import Pacer, Unpaced
+from worker.dispatch.recipients import load_recipients, suppress, suppressed_among
+from worker.dispatch.sending import Stop, send_one
+from worker.render import MessageRenderer, RecipientView, TemplateError, check_length
+from worker.runtime import SHUTDOWN, Context
+from worker.store.models import AccountState, CampaignStatus, DeliveryState, utcnow
+
+log = logging.getLogger(__name__)
+
+PacerFactory = Callable[[Context, runs.AccountInfo], Pacer]
+
+
+def idempotency_key(run_id: int, contact_id: int) -> str:
+    """Stable across every retry and every worker: the platform dedupes on it."""
+    return f"siyu-{run_id}-{contact_id}"
+
+
+@dataclass
+class LaneResult:
+    acquired: bool
+    sent: int = 0
+    more: bool = False
+    retry_after_s: float | None = None
+    stop_reason: str | None = None
+
+
+@dataclass
+class _Batch:
+    todo: list[tuple[Claimed, OutboundMessage]] = field(default_factory=list)
+    done: list[Outcome] = field(default_factory=list)
+
+
+def run_lane(
+    ctx: Context,
+    account_id: int,
+    *,
+    slice_s: float | None = None,
+    pacer_factory: PacerFactory | None = None,
+    clock: Callable[[], float] = time.time,
+    sleep: Callable[[float], None] = time.sleep,
+) -> LaneResult:
+    """Work for one account for at most `slice_s`; no-op if another lane holds it."""
+    lease = Lease(ctx.redis, lane_key(account_id), ctx.settings.lane_lease_ms)
+    if not lease.acquire():
+        return LaneResult(acquired=False)
+    ctx.redis.delete(lane_queued_key(account_id))
+    lane: Lane | None = None
+    try:
+        account = runs.load_account(ctx.engine, account_id)
+        if account is None:
+            return LaneResult(acquired=True)
+        pacer = (pacer_factory or (lambda _c, _a: Unpaced(clock)))(ctx, account)
+        lane = Lane(ctx, account, lease, pacer, clock=clock, sleep=sleep)
+        return lane.run(clock() + (slice_s or ctx.settings.lane_slice_s))
+    finally:
+        if lane is not None:
+            lane.close()
+        lease.release()
+
+
+class Lane:
+    """The loop of one account lane; see the module docstring."""
+
+    def __init__(
+        self,
+        ctx: Context,
+        account: runs.AccountInfo,
+        lease: Lease,
+        pacer: Pacer,
+        *,
+        clock: Callable[[], float],
+        sleep: Callable[[float], None],
+    ) -> None:
+        self.ctx = ctx
+        self.engine = ctx.engine
+        self.account = account
+        self.lease = lease
+        self.pacer = pacer
+        self.clock = clock
+        self.sleep = sleep
+        self.channel: Channel = build_channel(account.channel, account.name, account.config)
+        self.renderers: dict[int, MessageRenderer | TemplateError] = {}
+        self.result = LaneResult(acquired=True)
+        self.stop: Stop | None = None
+        self.lease_lost = False
+        self._per_send_s = 0.0
+        self._checked_at = clock()
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def run(self, deadline: float) -> LaneResult:
+        while self.clock() < deadline and not self.stop and not self.lease_lost:
+            if SHUTDOWN.is_set():
+                break
+            if not self.lease.renew():
+                self.lease_lost = True
+                break
+            if not self._account_may_send():
+                return self.result
+            live = runs.running_runs(self.engine)
+            batch = outbox.claim(
+                self.engine,
+                self.account.id,
+                list(live),
+                self.pacer.batch_size(self.ctx.settings.claim_batch),
+                self.lease.token,
+                lease_s=max(60.0, self.ctx.settings.lane_slice_s * 2),
+            )
+            if not batch:
+                runs.complete_finished_runs(self.engine, list(live))
+                return self.result
+            self._process(batch, live)
+        self._finish()
+        return self.result
+
+    def _finish(self) -> None:
+        if self.stop is not None:
+            self.result.stop_reason = self.stop.reason
+            self.result.retry_after_s = self.stop.retry_after_s or None
+            self._apply_stop(self.stop)
+            self.result.more = self.stop.account_state == AccountState.COOLDOWN
+            return
+        live = list(runs.running_runs(self.engine))
+        self.result.more = outbox.has_pending(self.engine, self.account.id, live)
+
+    def _account_may_send(self) -> bool:
+        fresh = runs.load_account(self.engine, self.account.id)
+        if fresh is None:
+            return False
+        if fresh.state == AccountState.COOLDOWN and (
+            fresh.cooldown_until is None or fresh.cooldown_until <= utcnow()
+        ):
+            runs.set_account_state(self.engine, fresh.id, AccountState.ACTIVE)
+            return True
+        return fresh.state == AccountState.ACTIVE
+
+    def _process(self, batch: list[Claimed], live: dict[int, runs.RunInfo]) -> None:
+        prepared = self._prepare(batch, live)
+        outbox.settle(self.engine, prepared.done, self.lease.token)
+        if not prepared.todo:
+            return
+        times = self.pacer.reserve(len(prepared.todo))
+        i = 0
+        while i < len(prepared.todo):
+            j = i + 1
+            while j < len(prepared.todo) and times[j] <= times[i]:
+                j += 1
+            group = prepared.todo[i:j]
+            if self.stop or self.lease_lost or not self._wait_until(times[i]):
+                outbox.release(self.engine, [c.id for c, _ in prepared.todo[i:]], self.lease.token)
+                return
+            self._send_group(group)
+            i = j
+
+    def _wait_until(self, when: float) -> bool:
+        """Sleep until `when`, renewing the lease; False if the lease was lost."""
+        while True:
+            left = when - self.clock()
+            if left <= 0:
+                return True
+            if SHUTDOWN.is_set():
+                return False
+            self.sleep(min(left, 1.0))
+            if not self.lease.renew():
+                self.lease_lost = True
+                return False
+
+    def _send_group(self, group: list[tuple[Claimed, OutboundMessage]]) -> None:
+        """Send in chunks of about a second each, re-checking the runs between chunks."""
+        i = 0
+        while i < len(group):
+            if self.stop or self.lease_lost or SHUTDOWN.is_set():
+                outbox.release(self.engine, [c.id for c, _ in group[i:]], self.lease.token)
+                return
+            chunk = group[i : i + self._chunk_size()]
+            i += len(chunk)
+            chunk = self._still_live(chunk)
+            started = self.clock()
+            self._send_chunk(chunk)
+            if chunk:
+                per_send = (self.clock() - started) / len(chunk)
+                self._per_send_s = 0.7 * self._per_send_s + 0.3 * per_send
+
+    def _chunk_size(self) -> int:
+        if self._per_send_s <= 0:
+            return 8  # measure first
+        return max(1, min(1000, int(1.0 / self._per_send_s)))
+
+    def _still_live(
+        self, chunk: list[tuple[Claimed, OutboundMessage]]
+    ) -> list[tuple[Claimed, OutboundMessage]]:
+        """Drop (and give back) rows whose run was paused or cancelled meanwhile."""
+        if self.clock() - self._checked_at < 1.0:
+            return chunk
+        self._checked_at = self.clock()
+        statuses = runs.run_statuses(self.engine, sorted({c.run_id for c, _ in chunk}))
+        keep = [(c, m) for c, m in chunk if statuses.get(c.run_id) == CampaignStatus.RUNNING]
+        if len(keep) < len(chunk):
+            gone = [c.id for c, _ in chunk if statuses.get(c.run_id) != CampaignStatus.RUNNING]
+            outbox.release(self.engine, gone, self.lease.token)
+        return keep
+
+    def _send_chunk(self, chunk: list[tuple[Claimed, OutboundMessage]]) -> None:
+        ids = outbox.mark_sending(self.engine, [c.id for c, _ in chunk], self.lease.token)
+        outcomes: list[Outcome] = []
+        opted_out: list[int] = []
+        for claimed, message in chunk:
+            if claimed.id not in ids:
+                continue  # lost to the reconciler or a cancel: never send it
+            if self.stop:
+                outcomes.append(Outcome(claimed.id, DeliveryState.PENDING, error="not sent"))
+                continue
+            report = send_one(
+                self.channel, claimed.id, claimed.attempts + 1, message,
+                self.ctx.settings.max_attempts,
+            )  # fmt: skip
+            if report.outcome is not None:
+                outcomes.append(report.outcome)
+                if report.outcome.state == DeliveryState.SENT:
+                    self.result.sent += 1
+            if report.opted_out:
+                opted_out.append(claimed.contact_id)
+            if report.stop:
+                self.stop = report.stop
+        outbox.settle(self.engine, outcomes, self.lease.token)
+        suppress(self.engine, opted_out, "opted_out")
+
+    def _prepare(self, batch: list[Claimed], live: dict[int, runs.RunInfo]) -> _Batch:
+        contact_ids = [c.contact_id for c in batch]
+        views = load_recipients(self.engine, contact_ids)
+        suppressed = suppressed_among(self.engine, contact_ids)
+        out = _Batch()
+        for claimed in batch:
+            reason = suppressed.get(claimed.contact_id)
+            view = views.get(claimed.contact_id)
+            if reason is not None or view is None:
+                out.done.append(
+                    Outcome(claimed.id, DeliveryState.SKIPPED, reason=reason or "contact_deleted")
+                )
+                continue
+            text = self._render(claimed, view, live)
+            if isinstance(text, Outcome):
+                out.done.append(text)
+                continue
+            key = idempotency_key(claimed.run_id, claimed.contact_id)
+            out.todo.append((claimed, OutboundMessage(view.external_id, text, key)))
+        return out
+
+    def _render(
+        self, claimed: Claimed, view: RecipientView, live: dict[int, runs.RunInfo]
+    ) -> str | Outcome:
+        renderer = self._renderer(claimed.run_id, live)
+        try:
+            if isinstance(renderer, TemplateError):
+                raise renderer
+            text = renderer.render(view)
+            check_length(
+                text, self.channel.max_text_len, template=renderer.display_path,
+                recipient=view.external_id,
+            )  # fmt: skip
+        except TemplateError as exc:
+            return Outcome(claimed.id, DeliveryState.FAILED, reason="render_error", error=str(exc))
+        return text
+
+    def _renderer(
+        self, run_id: int, live: dict[int, runs.RunInfo]
+    ) -> MessageRenderer | TemplateError:
+        cached = self.renderers.get(run_id)
+        if cached is None:
+            info = live[run_id]
+            try:
+                cached = MessageRenderer(
+                    self.ctx.settings.templates_dir,
+                    info.template,
+                    info.variables,
+                    campaign=info.campaign,
+                    channel=self.account.channel,
+                    tracking_secret=self.ctx.settings.tracking_secret,
+                )
+            except TemplateError as exc:
+                cached = exc
+            self.renderers[run_id] = cached
+        return cached
+
+    def _apply_stop(self, stop: Stop) -> None:
+        until = None
+        if stop.account_state == AccountState.COOLDOWN:
+            until = utcnow() + timedelta(seconds=max(stop.retry_after_s, 0.5))
+        else:
+            log.error(
+                "ALERT account %s is now %s (%s)",
+                self.account.name,
+                stop.account_state,
+                stop.reason,
+            )
+        runs.set_account_state(self.engine, self.account.id, stop.account_state, stop.reason, until)
+
+
+__all__ = ["LaneResult", "idempotency_key", "run_lane"]

@@ -1,0 +1,244 @@
+"""The delivery outbox: claim with leases, commit `sending` before the channel call, settle.
+
+State machine (DESIGN decision 1):
+    pending -> claimed -> sending -> sent | failed | skipped | unknown
+Every transition is a conditional UPDATE on the row's state and lease owner, so a lane that
+lost its lease can never overwrite what another lane or the reconciler decided.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import ColumnElement, Engine, and_, bindparam, func, or_, select, update
+
+from worker.store.db import is_sqlite
+from worker.store.models import Delivery, DeliveryState, utcnow
+
+D = Delivery.__table__.c  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    id: int
+    run_id: int
+    contact_id: int
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How one send ended; `state` is the row's final (or next) state."""
+
+    delivery_id: int
+    state: DeliveryState
+    reason: str | None = None
+    error: str | None = None
+    message_id: str | None = None
+    retry_at: datetime | None = None
+
+
+def claim(
+    engine: Engine,
+    account_id: int,
+    run_ids: Sequence[int],
+    limit: int,
+    owner: str,
+    lease_s: float,
+) -> list[Claimed]:
+    """Move up to `limit` due pending rows of this account to `claimed` under `owner`.
+
+    PostgreSQL: `FOR UPDATE SKIP LOCKED` in the sub-select; SQLite: the surrounding
+    `BEGIN IMMEDIATE` transaction serialises claimers (see worker.store.db).
+    """
+    if not run_ids or limit <= 0:
+        return []
+    now = utcnow()
+    due = select(D.id).where(
+        D.account_id == account_id,
+        D.state == DeliveryState.PENDING,
+        D.run_id.in_(run_ids),
+        or_(D.not_before.is_(None), D.not_before <= now),
+    )
+    due = due.order_by(D.id).limit(limit)
+    if not is_sqlite(engine):
+        due = due.with_for_update(skip_locked=True)
+    stmt = (
+        update(Delivery)
+        .where(D.id.in_(due.scalar_subquery()))
+        .values(
+            state=DeliveryState.CLAIMED,
+            lease_owner=owner,
+            lease_until=now + timedelta(seconds=lease_s),
+            updated_at=now,
+        )
+        .returning(D.id, D.run_id, D.contact_id, D.attempts)
+    )
+    with engine.begin() as conn:
+        rows = conn.execute(stmt).all()
+    return sorted((Claimed(*row) for row in rows), key=lambda c: c.id)
+
+
+def mark_sending(engine: Engine, ids: Iterable[int], owner: str) -> set[int]:
+    """Commit `sending` for the rows we still hold; only those may be sent."""
+    ids = list(ids)
+    if not ids:
+        return set()
+    stmt = (
+        update(Delivery)
+        .where(D.id.in_(ids), D.state == DeliveryState.CLAIMED, D.lease_owner == owner)
+        .values(state=DeliveryState.SENDING, attempts=D.attempts + 1, updated_at=utcnow())
+        .returning(D.id)
+    )
+    with engine.begin() as conn:
+        return {row[0] for row in conn.execute(stmt)}
+
+
+def settle(engine: Engine, outcomes: Sequence[Outcome], owner: str | None) -> int:
+    """Record outcomes for rows still held by `owner` (None: rows with no owner)."""
+    if not outcomes:
+        return 0
+    now = utcnow()
+    stmt = (
+        update(Delivery)
+        .where(
+            D.id == bindparam("b_id"),
+            # no IN (...): expanding parameters cannot be used with executemany
+            or_(
+                D.state == DeliveryState.CLAIMED,
+                D.state == DeliveryState.SENDING,
+                D.state == DeliveryState.UNKNOWN,
+            ),
+            _owner_is(owner),
+        )
+        .values(
+            state=bindparam("b_state"),
+            reason=bindparam("b_reason"),
+            last_error=bindparam("b_error"),
+            provider_message_id=func.coalesce(bindparam("b_mid"), D.provider_message_id),
+            sent_at=bindparam("b_sent_at"),
+            not_before=bindparam("b_not_before"),
+            lease_owner=None,
+            lease_until=None,
+            updated_at=now,
+        )
+    )
+    params = [
+        {
+            "b_id": o.delivery_id,
+            "b_state": str(o.state),
+            "b_reason": o.reason,
+            "b_error": (o.error or None) and o.error[:500],
+            "b_mid": o.message_id,
+            "b_sent_at": now if o.state == DeliveryState.SENT else None,
+            "b_not_before": o.retry_at,
+        }
+        for o in outcomes
+    ]
+    with engine.begin() as conn:
+        result = conn.execute(stmt, params)
+    return int(result.rowcount or 0)
+
+
+def release(engine: Engine, ids: Iterable[int], owner: str) -> int:
+    """Give claimed rows back (nothing was sent): they become `pending` again."""
+    ids = list(ids)
+    if not ids:
+        return 0
+    stmt = (
+        update(Delivery)
+        .where(D.id.in_(ids), D.state == DeliveryState.CLAIMED, D.lease_owner == owner)
+        .values(
+            state=DeliveryState.PENDING, lease_owner=None, lease_until=None, updated_at=utcnow()
+        )
+    )
+    with engine.begin() as conn:
+        return int(conn.execute(stmt).rowcount or 0)
+
+
+def open_leases(engine: Engine) -> list[tuple[str | None, int | None]]:
+    """Distinct (lease owner, account) pairs of rows that are claimed or sending."""
+    stmt = (
+        select(D.lease_owner, D.account_id)
+        .where(D.state.in_([DeliveryState.CLAIMED, DeliveryState.SENDING]))
+        .distinct()
+    )
+    with engine.connect() as conn:
+        return [(row[0], row[1]) for row in conn.execute(stmt)]
+
+
+def requeue_claimed(engine: Engine, owner: str | None) -> int:
+    """Claimed rows of a dead owner go back to `pending`: nothing of theirs was sent."""
+    stmt = (
+        update(Delivery)
+        .where(D.state == DeliveryState.CLAIMED, _owner_is(owner))
+        .values(
+            state=DeliveryState.PENDING, lease_owner=None, lease_until=None, updated_at=utcnow()
+        )
+    )
+    with engine.begin() as conn:
+        return int(conn.execute(stmt).rowcount or 0)
+
+
+def stuck_sending(engine: Engine, owner: str | None, limit: int = 500) -> list[tuple[int, int]]:
+    """(delivery id, account id) of `sending` rows of a dead owner: ambiguous sends."""
+    stmt = (
+        select(D.id, D.account_id)
+        .where(D.state == DeliveryState.SENDING, _owner_is(owner))
+        .order_by(D.id)
+        .limit(limit)
+    )
+    with engine.connect() as conn:
+        return [(row[0], row[1]) for row in conn.execute(stmt)]
+
+
+def expired_owners(engine: Engine) -> list[str | None]:
+    """Owners whose database lease deadline has passed (a backstop to the Redis lease)."""
+    stmt = (
+        select(D.lease_owner)
+        .where(
+            D.state.in_([DeliveryState.CLAIMED, DeliveryState.SENDING]),
+            or_(D.lease_until.is_(None), D.lease_until < utcnow()),
+        )
+        .distinct()
+    )
+    with engine.connect() as conn:
+        return [row[0] for row in conn.execute(stmt)]
+
+
+def _owner_is(owner: str | None) -> ColumnElement[bool]:
+    return D.lease_owner.is_(None) if owner is None else D.lease_owner == owner
+
+
+def pending_accounts(engine: Engine, run_ids: Sequence[int]) -> list[int]:
+    """Accounts with due pending rows in the given (running) runs."""
+    if not run_ids:
+        return []
+    now = utcnow()
+    stmt = (
+        select(D.account_id)
+        .where(
+            D.state == DeliveryState.PENDING,
+            D.run_id.in_(run_ids),
+            D.account_id.is_not(None),
+            or_(D.not_before.is_(None), D.not_before <= now),
+        )
+        .distinct()
+    )
+    with engine.connect() as conn:
+        return [row[0] for row in conn.execute(stmt)]
+
+
+def has_pending(engine: Engine, account_id: int, run_ids: Sequence[int]) -> bool:
+    if not run_ids:
+        return False
+    stmt = (
+        select(D.id)
+        .where(and_(D.account_id == account_id, D.state == DeliveryState.PENDING))
+        .where(D.run_id.in_(run_ids))
+        .limit(1)
+    )
+    with engine.connect() as conn:
+        return conn.execute(stmt).first() is not None

@@ -1,0 +1,121 @@
+"""Read and update the run-level facts a lane needs: which runs are live, account state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Engine, exists, select, update
+
+from worker.store.db import for_writing
+from worker.store.models import (
+    OPEN_STATES,
+    Account,
+    Campaign,
+    CampaignRun,
+    CampaignStatus,
+    Delivery,
+    utcnow,
+)
+
+R = CampaignRun.__table__.c  # type: ignore[attr-defined]
+C = Campaign.__table__.c  # type: ignore[attr-defined]
+A = Account.__table__.c  # type: ignore[attr-defined]
+D = Delivery.__table__.c  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True, slots=True)
+class RunInfo:
+    run_id: int
+    campaign_id: int
+    campaign: str
+    template: str
+    variables: dict[str, str]
+    kind: str
+    end_at: datetime | None
+
+
+def running_runs(engine: Engine) -> dict[int, RunInfo]:
+    """Every run currently allowed to send, with what rendering needs."""
+    stmt = (
+        select(R.id, C.id, C.name, C.template, C.vars, C.kind, R.end_at)
+        .join(Campaign.__table__, C.id == R.campaign_id)
+        .where(R.status == CampaignStatus.RUNNING)
+    )
+    with engine.connect() as conn:
+        rows = conn.execute(stmt).all()
+    return {r[0]: RunInfo(r[0], r[1], r[2], r[3], dict(r[4] or {}), r[5], r[6]) for r in rows}
+
+
+def run_statuses(engine: Engine, run_ids: list[int]) -> dict[int, str]:
+    with engine.connect() as conn:
+        rows = conn.execute(select(R.id, R.status).where(R.id.in_(run_ids))).all()
+    return {r[0]: r[1] for r in rows}
+
+
+@dataclass(frozen=True, slots=True)
+class AccountInfo:
+    id: int
+    name: str
+    channel: str
+    config: dict[str, object]
+    state: str
+    cooldown_until: datetime | None
+    tz: str
+    policy: str | None
+
+
+def load_account(engine: Engine, account_id: int) -> AccountInfo | None:
+    stmt = select(
+        A.id, A.name, A.channel, A.config, A.state, A.cooldown_until, A.tz, A.policy
+    ).where(A.id == account_id)
+    with engine.connect() as conn:
+        row = conn.execute(stmt).first()
+    if row is None:
+        return None
+    return AccountInfo(row[0], row[1], row[2], dict(row[3] or {}), *row[4:])
+
+
+def set_account_state(
+    engine: Engine,
+    account_id: int,
+    state: str,
+    reason: str | None = None,
+    cooldown_until: datetime | None = None,
+) -> None:
+    stmt = (
+        update(Account)
+        .where(A.id == account_id)
+        .values(state=state, state_reason=reason, cooldown_until=cooldown_until)
+    )
+    with engine.begin() as conn:
+        conn.execute(stmt)
+
+
+def complete_finished_runs(engine: Engine, run_ids: list[int] | None = None) -> list[int]:
+    """Mark running runs completed once materialised with no open delivery left."""
+    open_rows = exists().where(D.run_id == R.id, D.state.in_(list(OPEN_STATES)))
+    stmt = select(R.id, R.campaign_id).where(
+        R.status == CampaignStatus.RUNNING, R.materialised.is_(True), ~open_rows
+    )
+    if run_ids is not None:
+        stmt = stmt.where(R.id.in_(run_ids))
+    done: list[int] = []
+    with for_writing(engine).begin() as conn:
+        for run_id, campaign_id in conn.execute(stmt).all():
+            now = utcnow()
+            changed = conn.execute(
+                update(CampaignRun)
+                .where(R.id == run_id, R.status == CampaignStatus.RUNNING)
+                .values(status=CampaignStatus.COMPLETED, finished_at=now)
+            ).rowcount
+            if changed:
+                conn.execute(
+                    update(Campaign)
+                    .where(
+                        C.id == campaign_id, C.status == CampaignStatus.RUNNING, C.cron.is_(None)
+                    )
+                    .values(status=CampaignStatus.COMPLETED)
+                )
+                done.append(run_id)
+    return done

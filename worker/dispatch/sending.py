@@ -1,0 +1,127 @@
+"""One send through a channel, turned into an outbox outcome (DESIGN decision 8).
+
+Retries cover only what is known not to have been delivered (`Transient`), with tenacity's
+exponential backoff and jitter, bounded. An ambiguous failure is looked up by idempotency key
+where the channel can; otherwise the row becomes `unknown` and is never resent.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
+
+from worker.channels.base import Channel, OutboundMessage, SendResult
+from worker.channels.errors import (
+    AccountBanned,
+    AuthExpired,
+    ChannelError,
+    DeliveryUnknown,
+    OptedOut,
+    RateLimited,
+    RecipientError,
+    SenderError,
+    SenderThrottled,
+    Transient,
+)
+from worker.dispatch.outbox import Outcome
+from worker.store.models import AccountState, DeliveryState, utcnow
+
+log = logging.getLogger(__name__)
+
+TRANSIENT_TRIES = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Stop:
+    """The account must stop sending: why, its next state, and for how long."""
+
+    reason: str
+    account_state: str
+    retry_after_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class SendReport:
+    outcome: Outcome | None  # None: leave the row `sending` for the reconciler
+    stop: Stop | None = None
+    opted_out: bool = False
+
+
+def _send_with_retries(channel: Channel, message: OutboundMessage) -> SendResult:
+    retrying = Retrying(
+        retry=retry_if_exception_type(Transient),
+        stop=stop_after_attempt(TRANSIENT_TRIES),
+        wait=wait_random_exponential(multiplier=0.2, max=5),
+        reraise=True,
+    )
+    try:
+        return retrying(channel.send, message)
+    except AuthExpired:
+        channel.refresh_auth()  # once; a second AuthExpired propagates
+        return retrying(channel.send, message)
+
+
+def send_one(
+    channel: Channel, delivery_id: int, attempts: int, message: OutboundMessage, max_attempts: int
+) -> SendReport:
+    """Send and classify; never raises for channel outcomes."""
+    try:
+        result = _send_with_retries(channel, message)
+    except RateLimited as exc:
+        back = Outcome(delivery_id, DeliveryState.PENDING, error=exc.code)
+        return SendReport(back, Stop("rate_limited", AccountState.COOLDOWN, exc.retry_after_s))
+    except SenderThrottled as exc:
+        back = Outcome(delivery_id, DeliveryState.PENDING, error=exc.code)
+        return SendReport(back, Stop("throttled", AccountState.COOLDOWN, 30.0))
+    except SenderError as exc:
+        state = AccountState.BANNED if isinstance(exc, AccountBanned) else AccountState.PAUSED
+        log.warning("account %s stops: %s", channel.account, exc.code)
+        return SendReport(
+            Outcome(delivery_id, DeliveryState.PENDING, error=exc.code), Stop(exc.code, state)
+        )
+    except OptedOut as exc:
+        return SendReport(
+            Outcome(delivery_id, DeliveryState.SKIPPED, reason=exc.code), opted_out=True
+        )
+    except RecipientError as exc:
+        return SendReport(
+            Outcome(delivery_id, DeliveryState.FAILED, reason=exc.code, error=str(exc))
+        )
+    except Transient as exc:
+        return SendReport(_transient(delivery_id, attempts, max_attempts, exc))
+    except (DeliveryUnknown, Exception) as exc:  # noqa: BLE001  ambiguous: maybe delivered
+        if isinstance(exc, ChannelError) and not isinstance(exc, DeliveryUnknown):
+            return SendReport(
+                Outcome(delivery_id, DeliveryState.FAILED, reason=exc.code, error=str(exc))
+            )
+        return SendReport(_settle_ambiguous(channel, delivery_id, message, exc))
+    return SendReport(Outcome(delivery_id, DeliveryState.SENT, message_id=result.message_id))
+
+
+def _transient(delivery_id: int, attempts: int, max_attempts: int, exc: Exception) -> Outcome:
+    if attempts >= max_attempts:
+        return Outcome(
+            delivery_id, DeliveryState.FAILED, reason="retries_exhausted", error=str(exc)
+        )
+    backoff_s = min(300.0, 5.0 * 2 ** max(0, attempts - 1))
+    retry_at = utcnow() + timedelta(seconds=backoff_s)
+    return Outcome(delivery_id, DeliveryState.PENDING, error=str(exc), retry_at=retry_at)
+
+
+def _settle_ambiguous(
+    channel: Channel, delivery_id: int, message: OutboundMessage, exc: BaseException
+) -> Outcome | None:
+    """Ask the platform; without a lookup the row is `unknown`, never resent."""
+    error = f"{type(exc).__name__}: {exc}"[:300]
+    if not channel.supports_idempotency_lookup:
+        return Outcome(delivery_id, DeliveryState.UNKNOWN, reason="ambiguous_send", error=error)
+    try:
+        found = channel.lookup(message.idempotency_key)
+    except ChannelError:
+        return None  # still `sending`: the reconciler asks again once our lease is gone
+    if found is not None:
+        return Outcome(delivery_id, DeliveryState.SENT, message_id=found.message_id)
+    return Outcome(delivery_id, DeliveryState.PENDING, error=error)

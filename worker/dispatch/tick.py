@@ -1,0 +1,113 @@
+"""The periodic, idempotent, database-driven tick that keeps the cluster moving.
+
+Any number of processes may call `tick`; a short Redis lock makes one of them do the work per
+interval (DESIGN decision 10). Because the database is the source of truth, a lost or
+duplicated Celery message only delays work until the next tick.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from dataclasses import dataclass, field
+
+from sqlalchemy import select, update
+
+from worker.dispatch import outbox, runs
+from worker.dispatch.lease import holder, lane_key, lane_queued_key
+from worker.dispatch.reconcile import reconcile
+from worker.runtime import Context, enqueue
+from worker.store.models import Account, AccountState, CampaignRun, CampaignStatus, utcnow
+
+log = logging.getLogger(__name__)
+
+TICK_LOCK = "siyu:tick"
+R = CampaignRun.__table__.c  # type: ignore[attr-defined]
+A = Account.__table__.c  # type: ignore[attr-defined]
+
+
+@dataclass
+class TickReport:
+    ran: bool = False
+    lanes_kicked: list[int] = field(default_factory=list)
+    materialising: list[int] = field(default_factory=list)
+    completed: list[int] = field(default_factory=list)
+
+
+def kick_lane(ctx: Context, account_id: int, *, countdown_s: float | None = None) -> bool:
+    """Enqueue a lane for the account unless one runs or is already queued."""
+    if holder(ctx.redis, lane_key(account_id)) is not None:
+        return False
+    ttl_ms = int(max(30.0, (countdown_s or 0) + 30.0) * 1000)
+    if not ctx.redis.set(lane_queued_key(account_id), "1", nx=True, px=ttl_ms):
+        return False
+    enqueue("siyu.lane", account_id, countdown_s=countdown_s)
+    return True
+
+
+def tick(ctx: Context, *, force: bool = False) -> TickReport:
+    report = TickReport()
+    interval_ms = int(ctx.settings.tick_interval_s * 1000)
+    if not force and not ctx.redis.set(TICK_LOCK, uuid.uuid4().hex, nx=True, px=interval_ms):
+        return report
+    report.ran = True
+    from worker.campaigns.lifecycle import start_due_runs  # one-way: campaigns sits above
+
+    start_due_runs(ctx)
+    _wake_cooled_accounts(ctx)
+    reconcile(ctx)
+    live = list(runs.running_runs(ctx.engine))
+    report.materialising = _ensure_materialising(ctx)
+    for account_id in outbox.pending_accounts(ctx.engine, live):
+        if kick_lane(ctx, account_id):
+            report.lanes_kicked.append(account_id)
+    report.completed = runs.complete_finished_runs(ctx.engine, live)
+    return report
+
+
+def _ensure_materialising(ctx: Context) -> list[int]:
+    stmt = select(R.id).where(R.status.in_([CampaignStatus.RUNNING, CampaignStatus.CANCELLED]))
+    stmt = stmt.where(R.materialised.is_(False))
+    with ctx.engine.connect() as conn:
+        run_ids = [row[0] for row in conn.execute(stmt)]
+    kicked = []
+    for run_id in run_ids:
+        if ctx.redis.exists(f"siyu:materialise:{run_id}"):
+            continue
+        if ctx.redis.set(f"siyu:materialise-queued:{run_id}", "1", nx=True, px=30_000):
+            enqueue("siyu.materialise", run_id)
+            kicked.append(run_id)
+    return kicked
+
+
+def _wake_cooled_accounts(ctx: Context) -> None:
+    stmt = (
+        update(Account)
+        .where(A.state == AccountState.COOLDOWN, A.cooldown_until <= utcnow())
+        .values(state=AccountState.ACTIVE, cooldown_until=None, state_reason=None)
+    )
+    with ctx.engine.begin() as conn:
+        conn.execute(stmt)
+
+
+class Ticker:
+    """A daemon thread calling `tick` every interval inside a worker process."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="siyu-ticker", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.ctx.settings.tick_interval_s):
+            try:
+                tick(self.ctx)
+            except Exception:  # keep ticking: a transient database or Redis error
+                log.exception("tick failed")

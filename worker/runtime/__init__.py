@@ -1,0 +1,105 @@
+"""Process plumbing: which Redis to use, the Celery app, and enqueue-by-name.
+
+Domain code enqueues through `enqueue(task_name, ...)` and never imports `worker.tasks`:
+only `worker/tasks.py` knows both sides, which keeps imports one-way.
+"""
+
+from __future__ import annotations
+
+import atexit
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+from sqlalchemy import Engine
+
+from worker.config import Settings, get_settings
+from worker.errors import ServiceUnavailable
+from worker.runtime.celery_app import celery_app, configure_celery
+from worker.runtime.embedded import EmbeddedRedis
+
+_lock = threading.Lock()
+_embedded: EmbeddedRedis | None = None
+
+# Set when the worker is shutting down: lanes finish their current group and return.
+SHUTDOWN = threading.Event()
+
+
+def embedded_redis(settings: Settings) -> EmbeddedRedis:
+    """The embedded server object for this state dir (one per process)."""
+    global _embedded
+    with _lock:
+        if _embedded is None or _embedded.state_dir != settings.state_dir.resolve():
+            _embedded = EmbeddedRedis(settings.state_dir)
+        return _embedded
+
+
+def redis_urls(settings: Settings, *, start: bool = True) -> tuple[str, str]:
+    """(redis-py URL, Celery broker URL); starts the embedded server when none is set."""
+    if settings.redis_url:
+        url = settings.redis_url
+        broker = url
+        if url.startswith("unix://"):
+            broker = "redis+socket://" + url[len("unix://") :]
+        return url, broker
+    emb = embedded_redis(settings)
+    if not emb.responding():
+        if not start:
+            raise ServiceUnavailable("the embedded Redis is not running")
+        emb.start()
+        atexit.register(emb.stop)
+    return emb.url, emb.celery_url
+
+
+def connect_redis(url: str) -> redis.Redis:
+    """A client for `url`; an unreachable server is a one-line `ServiceUnavailable`."""
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=3, health_check_interval=30)
+        client.ping()
+    except (redis.RedisError, ValueError) as exc:
+        raise ServiceUnavailable(f"cannot reach Redis at {url}: {exc}") from exc
+    return client
+
+
+@dataclass
+class Context:
+    """What domain code needs from the process: settings, database, Redis."""
+
+    settings: Settings
+    engine: Engine
+    redis: redis.Redis
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+_context: Context | None = None
+
+
+def get_context(settings: Settings | None = None) -> Context:
+    """The process-wide context, built on first use."""
+    global _context
+    with _lock:
+        if _context is not None:
+            return _context
+    from worker.store.db import get_engine
+
+    settings = settings or get_settings()
+    url, broker = redis_urls(settings)
+    client = connect_redis(url)
+    configure_celery(broker, visibility_timeout_s=int(max(300, settings.lane_slice_s * 10)))
+    ctx = Context(settings=settings, engine=get_engine(settings.database_url), redis=client)
+    with _lock:
+        _context = ctx
+    return ctx
+
+
+def set_context(ctx: Context | None) -> None:
+    """Install a context explicitly (tests, embedded runs)."""
+    global _context
+    with _lock:
+        _context = ctx
+
+
+def enqueue(task_name: str, *args: Any, countdown_s: float | None = None) -> None:
+    """Send a trigger by task name; losing or duplicating it must be harmless."""
+    celery_app.send_task(task_name, args=list(args), countdown=countdown_s)

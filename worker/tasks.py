@@ -1,0 +1,51 @@
+"""Thin Celery tasks: the only module that knows both Celery and the domain functions."""
+
+from __future__ import annotations
+
+import logging
+
+from worker.runtime import enqueue, get_context
+from worker.runtime.celery_app import celery_app
+
+log = logging.getLogger(__name__)
+
+
+@celery_app.task(name="siyu.lane")
+def lane_task(account_id: int) -> dict[str, object]:
+    """One bounded slice of an account lane; re-enqueues itself while work remains."""
+    from worker.dispatch.lane import run_lane
+    from worker.dispatch.lease import lane_queued_key
+    from worker.dispatch.pacers import pacer_for
+
+    ctx = get_context()
+    result = run_lane(ctx, account_id, pacer_factory=pacer_for)
+    if result.acquired and result.more:
+        countdown = result.retry_after_s
+        ttl_ms = int(((countdown or 0) + 30) * 1000)
+        if ctx.redis.set(lane_queued_key(account_id), "1", nx=True, px=ttl_ms):
+            enqueue("siyu.lane", account_id, countdown_s=countdown)
+    return {"account_id": account_id, "sent": result.sent, "more": result.more}
+
+
+@celery_app.task(name="siyu.materialise")
+def materialise_task(run_id: int) -> None:
+    """Materialise a run's deliveries, waking the lanes of accounts as rows appear."""
+    from worker.campaigns.materialise import materialise
+    from worker.dispatch.tick import kick_lane
+
+    ctx = get_context()
+    kicked: set[int] = set()
+
+    def wake(account_ids: set[int]) -> None:
+        for account_id in account_ids - kicked:
+            kick_lane(ctx, account_id)
+            kicked.add(account_id)
+
+    materialise(ctx, run_id, on_chunk=wake)
+
+
+@celery_app.task(name="siyu.tick")
+def tick_task() -> None:
+    from worker.dispatch.tick import tick
+
+    tick(get_context())
