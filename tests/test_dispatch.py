@@ -94,7 +94,9 @@ def test_suppressed_and_unreachable_members_are_skipped_with_their_reason(ctx: C
     materialise(ctx, run.id)  # type: ignore[arg-type]
     drain(ctx, [accounts["a1"], accounts["a2"]])
     with ctx.engine.connect() as conn:
-        reasons = dict(conn.execute(select(D.contact_id, D.reason).where(D.state == "skipped")).all())
+        reasons = dict(
+            conn.execute(select(D.contact_id, D.reason).where(D.state == "skipped")).all()
+        )
     assert reasons == {1: "opted_out", 11: "owner_not_in_campaign", 12: "no_reachable_account"}
     assert states(ctx) == Counter({"sent": 9, "skipped": 3})
     assert campaign_status(ctx.engine, "c1")["total"] == 12

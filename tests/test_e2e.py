@@ -66,7 +66,13 @@ def assert_exactly_once(ctx: Context, url: str, eligible: int) -> None:
     assert f"学员{int(sample['to'][1:])}" in sample["text"]
     assert "https://edu.example.com/py?" in sample["text"]
     doc = campaign_status(ctx.engine, "c1")
-    assert doc["counts"] == {"pending": 0, "sent": eligible, "failed": 0, "skipped": 0, "unknown": 0}
+    assert doc["counts"] == {
+        "pending": 0,
+        "sent": eligible,
+        "failed": 0,
+        "skipped": 0,
+        "unknown": 0,
+    }
     assert doc["total"] == eligible
 
 
@@ -102,9 +108,7 @@ def test_killing_workers_at_random_never_loses_or_duplicates_a_message(
             for _ in range(6):
                 time.sleep(rng.uniform(1.0, 4.0))
                 workers.kill9_and_restart(rng.randrange(2))
-            done = wait_for(
-                lambda: campaign_status(ctx.engine, "c1")["status"] == "completed", 400
-            )
+            done = wait_for(lambda: campaign_status(ctx.engine, "c1")["status"] == "completed", 400)
             assert done, (campaign_status(ctx.engine, "c1"), workers.logs())
         finally:
             workers.stop()

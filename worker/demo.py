@@ -64,8 +64,16 @@ def write_contacts(path: Path, count: int, seed: int = 7) -> None:
         for i in range(1, count + 1):
             name = rng.choice(SURNAMES) + "".join(rng.choices(GIVEN, k=rng.choice((1, 2))))
             tags = ";".join(rng.sample(TAGS, k=rng.randint(1, 3)))
-            out.writerow([f"wx_{i:07d}", name, tags, rng.choice(CITIES), rng.randint(1, 5),
-                          f"2026-{rng.randint(1, 11):02d}-{rng.randint(1, 28):02d}"])  # fmt: skip
+            out.writerow(
+                [
+                    f"wx_{i:07d}",
+                    name,
+                    tags,
+                    rng.choice(CITIES),
+                    rng.randint(1, 5),
+                    f"2026-{rng.randint(1, 11):02d}-{rng.randint(1, 28):02d}",
+                ]
+            )
 
 
 class _Interrupted(Exception):
@@ -124,10 +132,19 @@ def _run(
     }
     port = free_port()
     platform = procs.spawn(
-        [sys.executable, "-m", "worker.mockplatform", "--host", "127.0.0.1", "--port", str(port),
-         "--db", str(home / "mock-platform.db")],
+        [
+            sys.executable,
+            "-m",
+            "worker.mockplatform",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--db",
+            str(home / "mock-platform.db"),
+        ],
         log=home / "mock-platform.log",
-    )  # fmt: skip
+    )
     stack.callback(procs.stop, platform)
     base = f"http://127.0.0.1:{port}"
     _wait_http(f"{base}/v1/stats", platform)
@@ -136,8 +153,11 @@ def _run(
     ctx = _seed(home, env, base, contacts, accounts)
     started = time.monotonic()
     for i in range(workers):
-        proc = procs.spawn([sys.executable, "-m", "worker", "worker", "--concurrency", "8"],
-                           env=env, log=home / f"worker-{i}.log")  # fmt: skip
+        proc = procs.spawn(
+            [sys.executable, "-m", "worker", "worker", "--concurrency", "8"],
+            env=env,
+            log=home / f"worker-{i}.log",
+        )
         stack.callback(procs.stop, proc, timeout_s=20)
     from worker.campaigns.lifecycle import start_campaign
     from worker.campaigns.status import campaign_status
@@ -179,14 +199,21 @@ def _seed(home: Path, env: dict[str, str], base: str, contacts: int, accounts: i
     report = import_contacts(engine, csv_path, "mock")
     console.print(f"imported {report.created} contacts from {csv_path}")
     add_segment(engine, "demo_learners", SEGMENT)
-    create_campaign(engine, settings.templates_dir, CampaignSpec(
-        name="demo_course_invite", segment="demo_learners", template="course_invite",
-        accounts=names, variables={
-            "course_name": "Python 数据分析实战营",
-            "course_url": "https://edu.example.com/courses/python-data",
-            "group_url": "https://work.weixin.qq.com/gm/demo-group",
-        },
-    ))  # fmt: skip
+    create_campaign(
+        engine,
+        settings.templates_dir,
+        CampaignSpec(
+            name="demo_course_invite",
+            segment="demo_learners",
+            template="course_invite",
+            accounts=names,
+            variables={
+                "course_name": "Python 数据分析实战营",
+                "course_url": "https://edu.example.com/courses/python-data",
+                "group_url": "https://work.weixin.qq.com/gm/demo-group",
+            },
+        ),
+    )
     return ctx
 
 

@@ -30,8 +30,12 @@ class Workers:
     def _spawn(self) -> subprocess.Popen[bytes]:
         self.started += 1
         args = [sys.executable, "-m", "worker", "worker", "--concurrency", str(self.concurrency)]
-        return procs.spawn(args, env=self.env, log=self.log_dir / f"worker-{self.started}.log",
-                           cwd=Path(__file__).resolve().parents[2])  # fmt: skip
+        return procs.spawn(
+            args,
+            env=self.env,
+            log=self.log_dir / f"worker-{self.started}.log",
+            cwd=Path(__file__).resolve().parents[2],
+        )
 
     def kill9_and_restart(self, index: int) -> None:
         proc = self.procs[index]
@@ -44,7 +48,9 @@ class Workers:
             procs.stop(proc, timeout_s=20)
 
     def logs(self) -> str:
-        return "\n".join(p.read_text(errors="replace")[-3000:] for p in self.log_dir.glob("worker-*.log"))
+        return "\n".join(
+            p.read_text(errors="replace")[-3000:] for p in self.log_dir.glob("worker-*.log")
+        )
 
 
 def wait_for(predicate: Callable[[], bool], timeout_s: float, interval_s: float = 0.5) -> bool:

@@ -29,9 +29,12 @@ def make_context(db_url: str, redis_url: str, tmp_path: Path, **overrides: Any) 
     templates.mkdir(exist_ok=True)
     (templates / "invite.j2").write_text(TEMPLATE, encoding="utf-8")
     settings = Settings(
-        database_url=db_url, redis_url=redis_url, templates_dir=templates,
-        state_dir=tmp_path / ".siyu", **overrides,
-    )  # fmt: skip
+        database_url=db_url,
+        redis_url=redis_url,
+        templates_dir=templates,
+        state_dir=tmp_path / ".siyu",
+        **overrides,
+    )
     from worker.store.db import init_db, make_engine
 
     engine = make_engine(db_url)
@@ -52,9 +55,14 @@ def add_accounts(
 
 
 def add_contacts(
-    engine: Engine, count: int, *, channel: str = "memory", tags: Sequence[str] = ("python",),
-    owner_of: dict[int, int] | None = None, start: int = 1,
-) -> None:  # fmt: skip
+    engine: Engine,
+    count: int,
+    *,
+    channel: str = "memory",
+    tags: Sequence[str] = ("python",),
+    owner_of: dict[int, int] | None = None,
+    start: int = 1,
+) -> None:
     now = utcnow()
     rows = [
         {
@@ -66,7 +74,7 @@ def add_contacts(
             "owner_id": (owner_of or {}).get(i),
             "created_at": now,
             "updated_at": now,
-        }  # fmt: skip
+        }
         for i in range(start, start + count)
     ]
     with engine.begin() as conn:
@@ -81,10 +89,17 @@ def add_campaign(
             session.add(Segment(name=name, expression=where))
             session.commit()
     create_campaign(
-        ctx.engine, ctx.settings.templates_dir,
-        CampaignSpec(name=name, segment=name, template="invite", accounts=list(accounts),
-                     variables=dict(VARS), **spec),
-    )  # fmt: skip
+        ctx.engine,
+        ctx.settings.templates_dir,
+        CampaignSpec(
+            name=name,
+            segment=name,
+            template="invite",
+            accounts=list(accounts),
+            variables=dict(VARS),
+            **spec,
+        ),
+    )
 
 
 def start(ctx: Context, name: str) -> CampaignRun:

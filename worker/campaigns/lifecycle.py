@@ -17,6 +17,7 @@ from worker.campaigns.validate import validate_campaign_template
 from worker.channels.registry import build_channel
 from worker.errors import UserError
 from worker.runtime import Context, enqueue
+from worker.store import tables
 from worker.store.db import for_writing
 from worker.store.models import (
     Campaign,
@@ -31,7 +32,7 @@ from worker.store.models import (
 
 log = logging.getLogger(__name__)
 KINDS = ("marketing", "service")
-D = Delivery.__table__.c  # type: ignore[attr-defined]
+D = tables.deliveries.c
 
 
 @dataclass
@@ -82,14 +83,27 @@ def create_campaign(engine: Engine, templates_dir: object, spec: CampaignSpec) -
         for account in accounts:
             build_channel(account.channel, account.name, account.config)
         validate_campaign_template(
-            engine, templates_dir, spec.template, spec.variables,
-            campaign=spec.name, expression=segment.expression, accounts=accounts,
-        )  # fmt: skip
+            engine,
+            templates_dir,
+            spec.template,
+            spec.variables,
+            campaign=spec.name,
+            expression=segment.expression,
+            accounts=accounts,
+        )
+        assert segment.id is not None
         campaign = Campaign(
-            name=spec.name, segment_id=segment.id, template=spec.template,
-            vars=spec.variables, kind=spec.kind, start_at=start, end_at=end,
-            cron=spec.cron, tz=spec.tz, status=CampaignStatus.DRAFT,
-        )  # fmt: skip
+            name=spec.name,
+            segment_id=segment.id,
+            template=spec.template,
+            vars=spec.variables,
+            kind=spec.kind,
+            start_at=start,
+            end_at=end,
+            cron=spec.cron,
+            tz=spec.tz,
+            status=CampaignStatus.DRAFT,
+        )
         session.add(campaign)
         session.flush()
         for position, account in enumerate(accounts):
@@ -119,10 +133,13 @@ def start_campaign(ctx: Context, name: str) -> CampaignRun:
         now = utcnow()
         due = campaign.start_at is None or campaign.start_at <= now
         status = CampaignStatus.RUNNING if due else CampaignStatus.SCHEDULED
+        assert campaign.id is not None
         run = CampaignRun(
-            campaign_id=campaign.id, status=status,  # type: ignore[arg-type]
-            start_at=campaign.start_at or now, end_at=campaign.end_at,
-        )  # fmt: skip
+            campaign_id=campaign.id,
+            status=status,
+            start_at=campaign.start_at or now,
+            end_at=campaign.end_at,
+        )
         session.add(run)
         campaign.status = status
         session.add(campaign)
@@ -228,7 +245,7 @@ def cancel_campaign(ctx: Context, name: str) -> Campaign:
                 lease_owner=None,
                 lease_until=None,
                 updated_at=utcnow(),
-            )  # fmt: skip
+            )
         )
     if run.started_at is not None and not run.materialised:
         enqueue("siyu.materialise", run.id)

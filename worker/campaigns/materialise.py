@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, Select, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -19,24 +20,21 @@ from worker.audience.segments import compile_segment
 from worker.dispatch.lease import Lease
 from worker.dispatch.recipients import suppressed_among
 from worker.runtime import Context
+from worker.store import tables
 from worker.store.db import for_writing, is_sqlite
 from worker.store.models import (
-    Account,
     AccountState,
-    Campaign,
-    CampaignAccount,
     CampaignRun,
     CampaignStatus,
     Contact,
     Delivery,
     DeliveryState,
-    Segment,
     utcnow,
 )
 
-R = CampaignRun.__table__.c  # type: ignore[attr-defined]
-CT = Contact.__table__.c  # type: ignore[attr-defined]
-D = Delivery.__table__.c  # type: ignore[attr-defined]
+R = tables.campaign_runs.c
+CT = tables.contacts.c
+D = tables.deliveries.c
 
 
 @dataclass(frozen=True)
@@ -59,20 +57,26 @@ def lock_key(run_id: int) -> str:
 
 
 def _plan(engine: Engine, run_id: int) -> _Plan | None:
+    C, S, CA, A = (
+        tables.campaigns.c,
+        tables.segments.c,
+        tables.campaign_accounts.c,
+        tables.accounts.c,
+    )
     with engine.connect() as conn:
         row = conn.execute(
-            select(R.id, Segment.expression, R.snapshot_max_contact_id, R.campaign_id)
-            .join(Campaign, Campaign.id == R.campaign_id)  # type: ignore[arg-type]
-            .join(Segment, Segment.id == Campaign.segment_id)  # type: ignore[arg-type]
+            select(R.id, S.expression, R.snapshot_max_contact_id, R.campaign_id)
+            .join(tables.campaigns, C.id == R.campaign_id)
+            .join(tables.segments, S.id == C.segment_id)
             .where(R.id == run_id)
         ).first()
         if row is None:
             return None
         senders = conn.execute(
-            select(Account.id, Account.channel, Account.state)
-            .join(CampaignAccount, CampaignAccount.account_id == Account.id)  # type: ignore[arg-type]
-            .where(CampaignAccount.campaign_id == row[3])
-            .order_by(CampaignAccount.position)  # type: ignore[arg-type]
+            select(A.id, A.channel, A.state)
+            .join(tables.campaign_accounts, CA.account_id == A.id)
+            .where(CA.campaign_id == row[3])
+            .order_by(CA.position)
         ).all()
     return _Plan(
         run_id=row[0],
@@ -82,7 +86,7 @@ def _plan(engine: Engine, run_id: int) -> _Plan | None:
     )
 
 
-def member_query(expression: str, after_id: int, upto_id: int, limit: int):  # type: ignore[no-untyped-def]
+def member_query(expression: str, after_id: int, upto_id: int, limit: int) -> Select[Any]:
     """The next keyset chunk of segment members (id, owner, channel)."""
     return (
         select(CT.id, CT.owner_id, CT.channel)
@@ -127,7 +131,7 @@ def _rows(
     chunk: list[tuple[int, int | None, str]],
     suppressed: dict[int, str],
     cancelled: bool,
-) -> list[dict[str, object]]:
+) -> list[dict[str, Any]]:
     now = utcnow()
     out = []
     for contact_id, owner_id, channel in chunk:
@@ -151,7 +155,7 @@ def _rows(
     return out
 
 
-def _write_chunk(engine: Engine, run_id: int, rows: list[dict[str, object]], last_id: int) -> str:
+def _write_chunk(engine: Engine, run_id: int, rows: list[dict[str, Any]], last_id: int) -> str:
     """Insert one chunk and advance the cursor atomically; returns the run's status."""
     insert = sqlite_insert if is_sqlite(engine) else pg_insert
     stmt = insert(Delivery).on_conflict_do_nothing(index_elements=["run_id", "contact_id"])
@@ -208,15 +212,18 @@ def _materialise_locked(
     chunk_size = ctx.settings.materialise_chunk
     while lock.renew():
         with engine.connect() as conn:
-            chunk = [tuple(r) for r in conn.execute(
-                member_query(plan.expression, upto, plan.snapshot_max, chunk_size)
-            )]  # fmt: skip
+            chunk = [
+                tuple(r)
+                for r in conn.execute(
+                    member_query(plan.expression, upto, plan.snapshot_max, chunk_size)
+                )
+            ]
         if not chunk:
             _finish(engine, run_id)
             return
         suppressed = suppressed_among(engine, [c[0] for c in chunk])
-        rows = _rows(plan, chunk, suppressed, status == CampaignStatus.CANCELLED)  # type: ignore[arg-type]
+        rows = _rows(plan, chunk, suppressed, status == CampaignStatus.CANCELLED)
         upto = chunk[-1][0]
         status = _write_chunk(engine, run_id, rows, upto)
         if on_chunk is not None:
-            on_chunk({int(r["account_id"]) for r in rows if r["state"] == DeliveryState.PENDING})  # type: ignore[call-overload]
+            on_chunk({int(r["account_id"]) for r in rows if r["state"] == DeliveryState.PENDING})

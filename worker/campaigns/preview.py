@@ -19,6 +19,12 @@ def preview_campaign(
         accounts = lookup.campaign_accounts(session, campaign.id)  # type: ignore[arg-type]
     assert segment is not None
     return render_samples(
-        engine, templates_dir, campaign.template, dict(campaign.vars),
-        campaign=campaign.name, expression=segment.expression, accounts=accounts, limit=limit,
-    )  # fmt: skip
+        engine,
+        templates_dir,
+        campaign.template,
+        dict(campaign.vars),
+        campaign=campaign.name,
+        expression=segment.expression,
+        accounts=accounts,
+        limit=limit,
+    )

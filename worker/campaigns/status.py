@@ -12,6 +12,7 @@ from sqlmodel import Session
 from worker.campaigns import lookup
 from worker.campaigns.timeparse import iso_utc
 from worker.errors import UserError
+from worker.store import tables
 from worker.store.models import (
     Account,
     CampaignRun,
@@ -22,9 +23,9 @@ from worker.store.models import (
     utcnow,
 )
 
-D = Delivery.__table__.c  # type: ignore[attr-defined]
-A = Account.__table__.c  # type: ignore[attr-defined]
-CT = Contact.__table__.c  # type: ignore[attr-defined]
+D = tables.deliveries.c
+A = tables.accounts.c
+CT = tables.contacts.c
 REPORTED = ("pending", "sent", "failed", "skipped", "unknown")
 ETA_WINDOW_S = 60
 
@@ -121,7 +122,7 @@ def iter_deliveries(
             D.provider_message_id,
             D.updated_at,
             D.sent_at,
-        )  # fmt: skip
+        )
         .select_from(Delivery)
         .join(Contact, CT.id == D.contact_id)
         .join(Account, A.id == D.account_id, isouter=True)
@@ -132,8 +133,18 @@ def iter_deliveries(
         stmt = stmt.where(D.state == state)
     if limit:
         stmt = stmt.limit(limit)
-    keys = ("external_id", "channel", "account", "status", "reason", "attempts", "last_error",
-            "provider_message_id", "updated_at", "sent_at")  # fmt: skip
+    keys = (
+        "external_id",
+        "channel",
+        "account",
+        "status",
+        "reason",
+        "attempts",
+        "last_error",
+        "provider_message_id",
+        "updated_at",
+        "sent_at",
+    )
     with engine.connect() as conn:
         for row in conn.execution_options(yield_per=2000).execute(stmt):
             item = dict(zip(keys, row, strict=True))

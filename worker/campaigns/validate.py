@@ -45,9 +45,13 @@ def render_samples(
     """Render for the first `limit` members; raises `TemplateError` with file and line."""
     channel = accounts[0].channel if accounts else "memory"
     renderer = MessageRenderer(
-        Path(str(templates_dir)), template, variables,
-        campaign=campaign, channel=channel, tracking_secret=_secret(),
-    )  # fmt: skip
+        Path(str(templates_dir)),
+        template,
+        variables,
+        campaign=campaign,
+        channel=channel,
+        tracking_secret=_secret(),
+    )
     max_len, _ = _max_len(accounts)
     with engine.connect() as conn:
         members = conn.execute(member_query(expression, 0, 2**31 - 1, limit)).all()
@@ -78,9 +82,14 @@ def validate_campaign_template(
     accounts: Sequence[Account],
 ) -> None:
     render_samples(
-        engine, templates_dir, template, variables,
-        campaign=campaign, expression=expression, accounts=accounts,
-    )  # fmt: skip
+        engine,
+        templates_dir,
+        template,
+        variables,
+        campaign=campaign,
+        expression=expression,
+        accounts=accounts,
+    )
 
 
 def _secret() -> str:

@@ -64,8 +64,8 @@ class Channel(ABC):
         """Ask the platform whether a send with this key was accepted (None: it was not)."""
         raise NotImplementedError(f"channel {self.scheme!r} cannot look sends up")
 
-    def refresh_auth(self) -> None:
+    def refresh_auth(self) -> None:  # noqa: B027  (a default, not abstract)
         """Renew credentials after `AuthExpired`; the default has nothing to renew."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027  (a default, not abstract)
         """Release connections."""

@@ -37,9 +37,14 @@ def list_(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> 
     for r in rows:
         state = r["state"] + (f" ({r['state_reason']})" if r["state_reason"] else "")
         table.add_row(
-            r["name"], r["channel"], state, str(r["sent_today"]),
-            r["cooldown_until"] or "", r["policy"] or "", r["tz"],
-        )  # fmt: skip
+            r["name"],
+            r["channel"],
+            state,
+            str(r["sent_today"]),
+            r["cooldown_until"] or "",
+            r["policy"] or "",
+            r["tz"],
+        )
     console.print(table)
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
+from typing import Any
 
 import typer
 from rich.table import Table
@@ -31,10 +33,17 @@ def create(
 ) -> None:
     """Create a draft campaign; the template is rendered for sample members first."""
     spec = lifecycle.CampaignSpec(
-        name=name, segment=segment, template=template,
+        name=name,
+        segment=segment,
+        template=template,
         accounts=[a.strip() for a in accounts.split(",") if a.strip()],
-        variables=parse_pairs(var, "--var"), start=start, end=end, cron=cron, tz=tz, kind=kind,
-    )  # fmt: skip
+        variables=parse_pairs(var, "--var"),
+        start=start,
+        end=end,
+        cron=cron,
+        tz=tz,
+        kind=kind,
+    )
     lifecycle.create_campaign(engine(), get_settings().templates_dir, spec)
     console.print(f"created campaign {name} (draft); next: siyu campaigns start {name}")
 
@@ -95,8 +104,10 @@ def status(
     if as_json:
         emit_json(doc)
         return
-    console.print(f"[bold]{doc['name']}[/bold]  {doc['status']}  total {doc['total']}  "
-                  f"eta {doc['eta'] or '-'}")  # fmt: skip
+    console.print(
+        f"[bold]{doc['name']}[/bold]  {doc['status']}  total {doc['total']}  "
+        f"eta {doc['eta'] or '-'}"
+    )
     console.print("  ".join(f"{k} {v}" for k, v in doc["counts"].items()))
     table = Table("account", "state", "sent", "pending")
     for account, entry in doc["accounts"].items():
@@ -119,19 +130,23 @@ def deliveries(
     table = Table("external_id", "account", "status", "reason", "attempts", "sent_at")
     for r in rows:
         table.add_row(
-            r["external_id"], r["account"] or "", r["status"], r["reason"] or "",
-            str(r["attempts"]), r["sent_at"] or "",
-        )  # fmt: skip
+            r["external_id"],
+            r["account"] or "",
+            r["status"],
+            r["reason"] or "",
+            str(r["attempts"]),
+            r["sent_at"] or "",
+        )
     console.print(table)
 
 
-def _stream_json(rows: object) -> None:
+def _stream_json(rows: Iterable[dict[str, Any]]) -> None:
     """One JSON array, written row by row so a million rows need no memory."""
     import json
 
     out = sys.stdout
     out.write("[")
-    for i, row in enumerate(rows):  # type: ignore[call-overload]
+    for i, row in enumerate(rows):
         out.write(("," if i else "") + "\n  " + json.dumps(row, ensure_ascii=False))
     out.write("\n]\n")
     out.flush()

@@ -25,10 +25,11 @@ def init() -> None:
 
 
 def worker(
-    concurrency: int = typer.Option(8, "--concurrency", "-c", min=1, max=256,
-                                    help="Lanes this process runs at once (threads)."),
+    concurrency: int = typer.Option(
+        8, "--concurrency", "-c", min=1, max=256, help="Lanes this process runs at once (threads)."
+    ),
     loglevel: str = typer.Option("WARNING", "--loglevel", "-l"),
-) -> None:  # fmt: skip
+) -> None:
     """Run a Celery worker: account lanes, materialisation and the periodic tick."""
     from celery.signals import worker_shutting_down
 
@@ -47,12 +48,22 @@ def worker(
     try:
         celery_app.worker_main(
             [
-                "worker", "--pool", "threads", "--concurrency", str(concurrency),
-                "--loglevel", loglevel, "--queues", "siyu",
-                "--hostname", f"siyu-{os.getpid()}@%h",
-                "--without-gossip", "--without-mingle", "--without-heartbeat",
+                "worker",
+                "--pool",
+                "threads",
+                "--concurrency",
+                str(concurrency),
+                "--loglevel",
+                loglevel,
+                "--queues",
+                "siyu",
+                "--hostname",
+                f"siyu-{os.getpid()}@%h",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
             ]
-        )  # fmt: skip
+        )
     finally:
         ticker.stop()
 

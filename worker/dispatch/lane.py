@@ -233,9 +233,12 @@ class Lane:
                 outcomes.append(Outcome(claimed.id, DeliveryState.PENDING, error="not sent"))
                 continue
             report = send_one(
-                self.channel, claimed.id, claimed.attempts + 1, message,
+                self.channel,
+                claimed.id,
+                claimed.attempts + 1,
+                message,
                 self.ctx.settings.max_attempts,
-            )  # fmt: skip
+            )
             if report.outcome is not None:
                 outcomes.append(report.outcome)
                 if report.outcome.state == DeliveryState.SENT:
@@ -277,9 +280,11 @@ class Lane:
                 raise renderer
             text = renderer.render(view)
             check_length(
-                text, self.channel.max_text_len, template=renderer.display_path,
+                text,
+                self.channel.max_text_len,
+                template=renderer.display_path,
                 recipient=view.external_id,
-            )  # fmt: skip
+            )
         except TemplateError as exc:
             return Outcome(claimed.id, DeliveryState.FAILED, reason="render_error", error=str(exc))
         return text

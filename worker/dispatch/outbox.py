@@ -14,10 +14,11 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, Engine, and_, bindparam, func, or_, select, update
 
+from worker.store import tables
 from worker.store.db import is_sqlite
 from worker.store.models import Delivery, DeliveryState, utcnow
 
-D = Delivery.__table__.c  # type: ignore[attr-defined]
+D = tables.deliveries.c
 
 
 @dataclass(frozen=True, slots=True)

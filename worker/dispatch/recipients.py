@@ -9,11 +9,12 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from worker.render import RecipientView
+from worker.store import tables
 from worker.store.db import is_sqlite
-from worker.store.models import Contact, Suppression
+from worker.store.models import Suppression
 
-CT = Contact.__table__.c  # type: ignore[attr-defined]
-S = Suppression.__table__.c  # type: ignore[attr-defined]
+CT = tables.contacts.c
+S = tables.suppressions.c
 
 
 def load_recipients(engine: Engine, contact_ids: Sequence[int]) -> dict[int, RecipientView]:

@@ -21,12 +21,13 @@ from worker.dispatch import outbox, runs
 from worker.dispatch.lane import idempotency_key
 from worker.dispatch.lease import holder, lane_key
 from worker.dispatch.outbox import Outcome
-from worker.runtime import Context
-from worker.store.models import Delivery, DeliveryState
 from worker.errors import UserError
+from worker.runtime import Context
+from worker.store import tables
+from worker.store.models import DeliveryState
 
 log = logging.getLogger(__name__)
-D = Delivery.__table__.c  # type: ignore[attr-defined]
+D = tables.deliveries.c
 
 
 @dataclass
@@ -41,9 +42,7 @@ def dead_owners(ctx: Context) -> set[str | None]:
     """Lease owners of open rows whose lane no longer holds its Redis lease (or expired)."""
     dead: set[str | None] = set(outbox.expired_owners(ctx.engine))
     for owner, account_id in outbox.open_leases(ctx.engine):
-        if owner is None or account_id is None:
-            dead.add(owner)
-        elif holder(ctx.redis, lane_key(account_id)) != owner:
+        if owner is None or account_id is None or holder(ctx.redis, lane_key(account_id)) != owner:
             dead.add(owner)
     return dead
 
@@ -63,8 +62,8 @@ def _settle_sending(ctx: Context, owner: str | None, report: ReconcileReport) ->
     by_account: dict[int | None, list[int]] = defaultdict(list)
     for delivery_id, account_id in rows:
         by_account[account_id].append(delivery_id)
-    for account_id, ids in by_account.items():
-        channel = _channel_for(ctx, account_id)
+    for account, ids in by_account.items():
+        channel = _channel_for(ctx, account)
         outcomes = _lookup_all(ctx, channel, ids, report)
         outbox.settle(ctx.engine, outcomes, owner)
         if channel is not None:

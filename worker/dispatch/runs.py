@@ -7,6 +7,7 @@ from datetime import datetime
 
 from sqlalchemy import Engine, exists, select, update
 
+from worker.store import tables
 from worker.store.db import for_writing
 from worker.store.models import (
     OPEN_STATES,
@@ -14,14 +15,13 @@ from worker.store.models import (
     Campaign,
     CampaignRun,
     CampaignStatus,
-    Delivery,
     utcnow,
 )
 
-R = CampaignRun.__table__.c  # type: ignore[attr-defined]
-C = Campaign.__table__.c  # type: ignore[attr-defined]
-A = Account.__table__.c  # type: ignore[attr-defined]
-D = Delivery.__table__.c  # type: ignore[attr-defined]
+R = tables.campaign_runs.c
+C = tables.campaigns.c
+A = tables.accounts.c
+D = tables.deliveries.c
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +39,7 @@ def running_runs(engine: Engine) -> dict[int, RunInfo]:
     """Every run currently allowed to send, with what rendering needs."""
     stmt = (
         select(R.id, C.id, C.name, C.template, C.vars, C.kind, R.end_at)
-        .join(Campaign.__table__, C.id == R.campaign_id)
+        .join(tables.campaigns, C.id == R.campaign_id)
         .where(R.status == CampaignStatus.RUNNING)
     )
     with engine.connect() as conn:

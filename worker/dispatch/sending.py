@@ -92,7 +92,7 @@ def send_one(
         )
     except Transient as exc:
         return SendReport(_transient(delivery_id, attempts, max_attempts, exc))
-    except (DeliveryUnknown, Exception) as exc:  # noqa: BLE001  ambiguous: maybe delivered
+    except (DeliveryUnknown, Exception) as exc:
         if isinstance(exc, ChannelError) and not isinstance(exc, DeliveryUnknown):
             return SendReport(
                 Outcome(delivery_id, DeliveryState.FAILED, reason=exc.code, error=str(exc))

@@ -18,13 +18,14 @@ from worker.dispatch import outbox, runs
 from worker.dispatch.lease import holder, lane_key, lane_queued_key
 from worker.dispatch.reconcile import reconcile
 from worker.runtime import Context, enqueue
-from worker.store.models import Account, AccountState, CampaignRun, CampaignStatus, utcnow
+from worker.store import tables
+from worker.store.models import Account, AccountState, CampaignStatus, utcnow
 
 log = logging.getLogger(__name__)
 
 TICK_LOCK = "siyu:tick"
-R = CampaignRun.__table__.c  # type: ignore[attr-defined]
-A = Account.__table__.c  # type: ignore[attr-defined]
+R = tables.campaign_runs.c
+A = tables.accounts.c
 
 
 @dataclass

@@ -81,23 +81,32 @@ class EmbeddedRedis:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         args = [
             redis_server_binary(),
-            "--port", "0",
-            "--unixsocket", str(self.socket_path),
-            "--unixsocketperm", "700",
-            "--dir", str(self.state_dir),
-            "--dbfilename", "redis.rdb",
-            "--save", "60 1",
-            "--appendonly", "no",
-            "--daemonize", "no",
-            "--pidfile", str(self.pid_path),
-        ]  # fmt: skip
+            "--port",
+            "0",
+            "--unixsocket",
+            str(self.socket_path),
+            "--unixsocketperm",
+            "700",
+            "--dir",
+            str(self.state_dir),
+            "--dbfilename",
+            "redis.rdb",
+            "--save",
+            "60 1",
+            "--appendonly",
+            "no",
+            "--daemonize",
+            "no",
+            "--pidfile",
+            str(self.pid_path),
+        ]
         log = self.log_path.open("ab")
         self._proc = subprocess.Popen(
             args,
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            preexec_fn=die_with_parent,  # noqa: PLW1509
+            preexec_fn=die_with_parent,
             start_new_session=True,  # Ctrl-C in the terminal is ours to handle, in order
         )
         log.close()

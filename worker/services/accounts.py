@@ -12,10 +12,11 @@ from worker.campaigns import lookup
 from worker.campaigns.timeparse import iso_utc, zone
 from worker.channels.registry import build_channel
 from worker.errors import UserError
+from worker.store import tables
 from worker.store.db import for_writing
-from worker.store.models import Account, AccountState, Delivery, DeliveryState, utcnow
+from worker.store.models import Account, AccountState, DeliveryState, utcnow
 
-D = Delivery.__table__.c  # type: ignore[attr-defined]
+D = tables.deliveries.c
 
 
 def add_account(

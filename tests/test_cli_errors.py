@@ -1,0 +1,140 @@
+"""Bad input through the real `siyu` command: one clear line, non-zero exit, nothing written."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(
+    cwd: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    full_env = {
+        **os.environ,
+        "SIYU_DATABASE_URL": f"sqlite:///{cwd / 'siyu.db'}",
+        "SIYU_TEMPLATES_DIR": str(cwd / "templates"),
+        "SIYU_STATE_DIR": str(cwd / ".siyu"),
+        **(env or {}),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "worker", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def assert_clean_error(result: subprocess.CompletedProcess[str], *needles: str) -> None:
+    assert result.returncode != 0, result.stdout
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "ok.j2").write_text("你好 {{ contact.name }} {{ url }}", "utf-8")
+    (tmp_path / "templates" / "broken.j2").write_text("第一行\n你好 {{ contact.name }", "utf-8")
+    assert run(tmp_path, "init").returncode == 0
+    assert run(tmp_path, "accounts", "add", "a1", "--channel", "memory").returncode == 0
+    good = tmp_path / "good.csv"
+    good.write_text("external_id,name,tags\nu1,张三,python\nu2,李四,python\n", "utf-8")
+    assert run(tmp_path, "contacts", "import", str(good), "--channel", "memory").returncode == 0
+    assert run(tmp_path, "segments", "add", "py", "--where", "tag = python").returncode == 0
+    return tmp_path
+
+
+def contact_ids(home: Path) -> list[str]:
+    out = run(home, "contacts", "list", "--json")
+    assert out.returncode == 0, out.stderr
+    return sorted(c["external_id"] for c in json.loads(out.stdout))
+
+
+@pytest.mark.parametrize(
+    ("content", "needles"),
+    [
+        ("u9,王五,python\n", ("bad.csv", "external_id")),
+        ("".encode("gbk"), ()),
+        ("external_id,name\nu7,甲\nu7,乙\n", ("bad.csv", "line 3", "u7")),
+        ("external_id,name,owner\nu8,丙,nobody\n", ("bad.csv", "line 2", "nobody")),
+    ],
+    ids=["no-header", "not-utf8", "duplicate-id", "unknown-owner"],
+)
+def test_a_bad_csv_is_rejected_whole_with_its_line(
+    home: Path, content: str | bytes, needles: tuple[str, ...]
+) -> None:
+    bad = home / "bad.csv"
+    if isinstance(content, bytes) or content == "":
+        bad.write_bytes("external_id,name\nu5,赵六\n".encode("gbk"))
+        needles = ("bad.csv", "UTF-8", "line 2")
+    else:
+        bad.write_text(content, "utf-8")
+    assert_clean_error(run(home, "contacts", "import", str(bad), "--channel", "memory"), *needles)
+    assert contact_ids(home) == ["u1", "u2"]
+
+
+def test_bad_segment_syntax_names_the_position(home: Path) -> None:
+    result = run(home, "segments", "add", "bad", "--where", "level >= ")
+    assert_clean_error(result, "column")
+    assert run(home, "segments", "show", "bad").returncode != 0
+
+
+def create(home: Path, template: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    return run(
+        home,
+        "campaigns",
+        "create",
+        "c1",
+        "--segment",
+        "py",
+        "--template",
+        template,
+        "--accounts",
+        "a1",
+        *extra,
+    )
+
+
+def test_a_template_syntax_error_names_file_and_line(home: Path) -> None:
+    assert_clean_error(create(home, "broken"), "broken.j2", "line 2")
+    assert run(home, "campaigns", "status", "c1").returncode != 0
+
+
+def test_an_undefined_template_variable_names_file_and_line(home: Path) -> None:
+    assert_clean_error(create(home, "ok"), "ok.j2", "line 1", "url")
+    assert create(home, "ok", "--var", "url=https://x.example.com").returncode == 0
+
+
+def test_an_unknown_channel_lists_the_known_ones(home: Path) -> None:
+    assert_clean_error(run(home, "accounts", "add", "x", "--channel", "pigeon"), "pigeon", "memory")
+    bad = home / "c.csv"
+    bad.write_text("external_id\nu3\n", "utf-8")
+    assert_clean_error(run(home, "contacts", "import", str(bad), "--channel", "pigeon"), "pigeon")
+    assert contact_ids(home) == ["u1", "u2"]
+
+
+def test_an_unreachable_redis_is_one_clear_line(home: Path) -> None:
+    assert create(home, "ok", "--var", "url=https://x.example.com").returncode == 0
+    result = run(home, "campaigns", "start", "c1", env={"SIYU_REDIS_URL": "redis://127.0.0.1:1/0"})
+    assert_clean_error(result, "Redis", "127.0.0.1:1")
+    status = json.loads(run(home, "campaigns", "status", "c1", "--json").stdout)
+    assert status["status"] == "draft"
+
+
+def test_an_unreachable_database_is_one_clear_line(home: Path) -> None:
+    url = "postgresql+psycopg://postgres@127.0.0.1:1/nowhere"
+    for args in (("init",), ("contacts", "list"), ("campaigns", "status", "c1")):
+        assert_clean_error(run(home, *args, env={"SIYU_DATABASE_URL": url}), "database")
