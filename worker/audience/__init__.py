@@ -1,0 +1,1 @@
+"""Who receives a campaign: contact CSV import and segment expressions."""
