@@ -39,7 +39,11 @@ def redis_servers_for(cwd: Path) -> list[str]:
 
 
 def demo(cwd: Path, *args: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "SIYU_TEMPLATES_DIR": str(ROOT / "templates")}
+    env = {
+        **os.environ,
+        "SIYU_TEMPLATES_DIR": str(ROOT / "templates"),
+        "SIYU_RATE_LIMITS_DIR": str(ROOT / "rate_limits"),
+    }
     env.pop("SIYU_REDIS_URL", None)
     env.pop("SIYU_DATABASE_URL", None)
     return subprocess.Popen(

@@ -14,7 +14,14 @@ import pytest
 
 from tests.support.cluster import Workers, wait_for
 from tests.support.mockplatform import running_mock_platform
-from tests.support.world import add_accounts, add_campaign, add_contacts, make_context, start
+from tests.support.world import (
+    add_accounts,
+    add_campaign,
+    add_contacts,
+    make_context,
+    start,
+    write_policies,
+)
 from worker.campaigns.lifecycle import cancel_campaign, pause_campaign, resume_campaign
 from worker.campaigns.status import campaign_status, iter_deliveries
 from worker.runtime import Context
@@ -37,6 +44,10 @@ def env_for(ctx: Context, db_url: str, redis_url: str) -> dict[str, str]:
         "SIYU_LANE_SLICE_S": "10",
         "SIYU_LANE_LEASE_MS": "4000",
         "SIYU_TICK_INTERVAL_S": "1",
+        # These tests are about delivery, not pacing: the mock accounts are unlimited here.
+        "SIYU_RATE_LIMITS_DIR": str(
+            write_policies(ctx.settings.state_dir / "rate_limits", {"mock": "[account]\n"})
+        ),
     }
 
 

@@ -193,7 +193,14 @@ def _seed(home: Path, env: dict[str, str], base: str, contacts: int, accounts: i
     set_context(ctx)
     names = [f"assistant_{i + 1:02d}" for i in range(accounts)]
     for name in names:
-        add_account(engine, name, "mock", config={"url": base})
+        add_account(
+            engine,
+            name,
+            "mock",
+            policy="demo",
+            config={"url": base},
+            rate_limits_dir=settings.rate_limits_dir,
+        )
     csv_path = home / "contacts.csv"
     write_contacts(csv_path, contacts)
     report = import_contacts(engine, csv_path, "mock")

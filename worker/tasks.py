@@ -31,7 +31,7 @@ def lane_task(account_id: int) -> dict[str, object]:
 def materialise_task(run_id: int) -> None:
     """Materialise a run's deliveries, waking the lanes of accounts as rows appear."""
     from worker.campaigns.materialise import materialise
-    from worker.dispatch.tick import kick_lane
+    from worker.dispatch.kick import kick_lane
 
     ctx = get_context()
     kicked: set[int] = set()

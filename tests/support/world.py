@@ -24,6 +24,14 @@ VARS = {
 }
 
 
+def write_policies(directory: Path, policies: dict[str, str]) -> Path:
+    """A rate-limits directory holding the given `name -> TOML text` policies."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, text in policies.items():
+        (directory / f"{name}.toml").write_text(text, encoding="utf-8")
+    return directory
+
+
 def make_context(db_url: str, redis_url: str, tmp_path: Path, **overrides: Any) -> Context:
     templates = tmp_path / "templates"
     templates.mkdir(exist_ok=True)
@@ -63,6 +71,8 @@ def add_contacts(
     owner_of: dict[int, int] | None = None,
     start: int = 1,
 ) -> None:
+    if count <= 0:
+        return
     now = utcnow()
     rows = [
         {

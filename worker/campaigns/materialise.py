@@ -10,19 +10,24 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Engine, Select, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlmodel import Session
 
 from worker.audience.segments import compile_segment
+from worker.campaigns import lookup
+from worker.campaigns.capacity import pick, sender_weights
 from worker.dispatch.lease import Lease
 from worker.dispatch.recipients import suppressed_among
 from worker.runtime import Context
 from worker.store import tables
 from worker.store.db import for_writing, is_sqlite
 from worker.store.models import (
+    Account,
     AccountState,
     CampaignRun,
     CampaignStatus,
@@ -50,40 +55,46 @@ class _Plan:
     expression: str
     senders: tuple[_Sender, ...]
     snapshot_max: int
+    weights: dict[int, int]
 
 
 def lock_key(run_id: int) -> str:
     return f"siyu:materialise:{run_id}"
 
 
-def _plan(engine: Engine, run_id: int) -> _Plan | None:
-    C, S, CA, A = (
-        tables.campaigns.c,
-        tables.segments.c,
-        tables.campaign_accounts.c,
-        tables.accounts.c,
-    )
-    with engine.connect() as conn:
+def _plan(ctx: Context, run_id: int) -> _Plan | None:
+    C, S = tables.campaigns.c, tables.segments.c
+    with ctx.engine.connect() as conn:
         row = conn.execute(
-            select(R.id, S.expression, R.snapshot_max_contact_id, R.campaign_id)
+            select(
+                R.id, S.expression, R.snapshot_max_contact_id, R.campaign_id, R.start_at, R.end_at
+            )
             .join(tables.campaigns, C.id == R.campaign_id)
             .join(tables.segments, S.id == C.segment_id)
             .where(R.id == run_id)
         ).first()
-        if row is None:
-            return None
-        senders = conn.execute(
-            select(A.id, A.channel, A.state)
-            .join(tables.campaign_accounts, CA.account_id == A.id)
-            .where(CA.campaign_id == row[3])
-            .order_by(CA.position)
-        ).all()
+    if row is None:
+        return None
+    with Session(ctx.engine) as session:
+        accounts = lookup.campaign_accounts(session, row[3])
     return _Plan(
         run_id=row[0],
         expression=row[1],
         snapshot_max=row[2],
-        senders=tuple(_Sender(s[0], s[1], s[2] == AccountState.ACTIVE) for s in senders),
+        senders=tuple(_Sender(a.id, a.channel, a.state == AccountState.ACTIVE) for a in accounts),  # type: ignore[arg-type]
+        weights=_weights(ctx, accounts, row[4], row[5]),
     )
+
+
+def _weights(
+    ctx: Context, accounts: list[Account], start: datetime, end: datetime | None
+) -> dict[int, int]:
+    """Capacity weights over the run's window (a week when it has no end)."""
+    from worker.dispatch.pacers import policies
+
+    start_ms = int(max(start, utcnow()).replace(tzinfo=UTC).timestamp() * 1000)
+    end_ms = int(end.replace(tzinfo=UTC).timestamp() * 1000) if end else start_ms + 7 * 86_400_000
+    return sender_weights(ctx.engine, policies(ctx), accounts, start_ms, max(end_ms, start_ms + 1))
 
 
 def member_query(expression: str, after_id: int, upto_id: int, limit: int) -> Select[Any]:
@@ -122,8 +133,8 @@ def _assign(
         return None, "owner_not_in_campaign"
     if not reachable:
         return None, "no_reachable_account"
-    active = [s for s in reachable if s.active] or reachable
-    return active[contact_id % len(active)].id, None
+    active = [s.id for s in reachable if s.active] or [s.id for s in reachable]
+    return pick(contact_id, active, plan.weights), None
 
 
 def _rows(
@@ -161,10 +172,16 @@ def _write_chunk(engine: Engine, run_id: int, rows: list[dict[str, Any]], last_i
     stmt = insert(Delivery).on_conflict_do_nothing(index_elements=["run_id", "contact_id"])
     with for_writing(engine).begin() as conn:
         # Lock the run row: a concurrent cancel waits, so no pending row slips in after it.
-        status = conn.execute(select(R.status).where(R.id == run_id).with_for_update()).scalar_one()
+        status, end_at = conn.execute(
+            select(R.status, R.end_at).where(R.id == run_id).with_for_update()
+        ).one()
         if status == CampaignStatus.CANCELLED:
             for row in rows:
                 row.update(state=DeliveryState.SKIPPED, reason="cancelled")
+        elif end_at is not None and end_at <= utcnow():
+            for row in rows:
+                if row["state"] == DeliveryState.PENDING:
+                    row.update(state=DeliveryState.SKIPPED, reason="window_closed")
         if rows:
             conn.execute(stmt, rows)
         conn.execute(update(CampaignRun).where(R.id == run_id).values(materialised_upto=last_id))
@@ -202,7 +219,7 @@ def _materialise_locked(
     ctx: Context, run_id: int, lock: Lease, on_chunk: Callable[[set[int]], None] | None
 ) -> None:
     engine = ctx.engine
-    plan = _plan(engine, run_id)
+    plan = _plan(ctx, run_id)
     if plan is None:
         return
     with engine.connect() as conn:

@@ -6,6 +6,7 @@ import typer
 from rich.table import Table
 
 from worker.cli.common import console, emit_json, engine, parse_pairs
+from worker.config import get_settings
 from worker.services import accounts as svc
 
 app = typer.Typer(no_args_is_help=True)
@@ -21,7 +22,13 @@ def add(
 ) -> None:
     """Add a sender account (its channel config is validated now)."""
     account = svc.add_account(
-        engine(), name, channel, policy=policy, tz=tz, config=parse_pairs(config, "--config")
+        engine(),
+        name,
+        channel,
+        policy=policy,
+        tz=tz,
+        config=parse_pairs(config, "--config"),
+        rate_limits_dir=get_settings().rate_limits_dir,
     )
     console.print(f"added account {account.name} ({account.channel})")
 
@@ -33,7 +40,9 @@ def list_(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> 
     if as_json:
         emit_json(rows)
         return
-    table = Table("name", "channel", "state", "sent today", "cooldown until", "policy", "tz")
+    table = Table(
+        "name", "channel", "state", "sent today", "cooldown until", "rate", "policy", "tz"
+    )
     for r in rows:
         state = r["state"] + (f" ({r['state_reason']})" if r["state_reason"] else "")
         table.add_row(
@@ -42,6 +51,7 @@ def list_(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> 
             state,
             str(r["sent_today"]),
             r["cooldown_until"] or "",
+            f"{r['rate_share']:.0%}",
             r["policy"] or "",
             r["tz"],
         )

@@ -150,3 +150,35 @@ def _stream_json(rows: Iterable[dict[str, Any]]) -> None:
         out.write(("," if i else "") + "\n  " + json.dumps(row, ensure_ascii=False))
     out.write("\n]\n")
     out.flush()
+
+
+@app.command("plan")
+def plan(name: str, as_json: bool = typer.Option(False, "--json")) -> None:
+    """Capacity per account inside the window, whether it fits, and the ETA."""
+    from worker.campaigns.plan import plan_campaign
+
+    doc = plan_campaign(engine(), get_settings().rate_limits_dir, name)
+    if as_json:
+        emit_json(doc)
+        return
+    window = doc["window"]
+    console.print(
+        f"[bold]{doc['name']}[/bold]  {doc['members']} members  "
+        f"window {window['start']} .. {window['end'] or 'open-ended'}"
+    )
+    table = Table("account", "state", "policy", "capacity", "other load", "assigned", "fits", "eta")
+    for a in doc["accounts"]:
+        cap = "unlimited" if a["capacity"] is None else str(a["capacity"])
+        table.add_row(
+            a["account"],
+            a["state"],
+            a["policy"],
+            cap,
+            str(a["other_load"]),
+            str(a["assigned"]),
+            "yes" if a["fits"] else "NO",
+            a["eta"] or "-",
+        )
+    console.print(table)
+    verdict = "fits" if doc["fits"] else f"does NOT fit: {doc['would_not_fit']} would not be sent"
+    console.print(f"{verdict}; ETA {doc['eta'] or '-'}")

@@ -33,6 +33,7 @@ def worker(
     """Run a Celery worker: account lanes, materialisation and the periodic tick."""
     from celery.signals import worker_shutting_down
 
+    from worker.dispatch.pacers import policies
     from worker.dispatch.tick import Ticker
     from worker.runtime import SHUTDOWN, get_context
     from worker.runtime.celery_app import celery_app
@@ -40,6 +41,7 @@ def worker(
 
     ctx = get_context()
     init_db(ctx.engine)
+    policies(ctx)  # a malformed rate-limit policy fails here, not at the first send
     import worker.tasks  # noqa: F401  (registers the tasks)
 
     worker_shutting_down.connect(lambda **_: SHUTDOWN.set(), weak=False)

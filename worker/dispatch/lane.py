@@ -12,16 +12,20 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 from worker.channels.base import Channel, OutboundMessage
 from worker.channels.registry import build_channel
-from worker.dispatch import outbox, runs
+from worker.dispatch import failover, health, outbox, runs
+from worker.dispatch.caps import CapGuard
+from worker.dispatch.kick import kick_lane
 from worker.dispatch.lease import Lease, lane_key, lane_queued_key
 from worker.dispatch.outbox import Claimed, Outcome
+from worker.dispatch.pacers import policies
 from worker.dispatch.pacing import Pacer, Unpaced
 from worker.dispatch.recipients import load_recipients, suppress, suppressed_among
 from worker.dispatch.sending import Stop, send_one
+from worker.limiter import resolve_policy
 from worker.render import MessageRenderer, RecipientView, TemplateError, check_length
 from worker.runtime import SHUTDOWN, Context
 from worker.store.models import AccountState, CampaignStatus, DeliveryState, utcnow
@@ -106,13 +110,19 @@ class Lane:
         self.lease_lost = False
         self._per_send_s = 0.0
         self._checked_at = clock()
+        self.deadline = clock()
+        self.waiting_until: float | None = None
+        self.kinds: dict[int, str] = {}
+        recipient = resolve_policy(policies(ctx), None, account.channel).recipient
+        self.caps = CapGuard(ctx.engine, ctx.redis, recipient)
 
     def close(self) -> None:
         self.channel.close()
 
     def run(self, deadline: float) -> LaneResult:
+        self.deadline = deadline
         while self.clock() < deadline and not self.stop and not self.lease_lost:
-            if SHUTDOWN.is_set():
+            if SHUTDOWN.is_set() or self.waiting_until is not None:
                 break
             if not self.lease.renew():
                 self.lease_lost = True
@@ -120,20 +130,28 @@ class Lane:
             if not self._account_may_send():
                 return self.result
             live = runs.running_runs(self.engine)
-            batch = outbox.claim(
-                self.engine,
-                self.account.id,
-                list(live),
-                self.pacer.batch_size(self.ctx.settings.claim_batch),
-                self.lease.token,
-                lease_s=max(60.0, self.ctx.settings.lane_slice_s * 2),
-            )
+            self.kinds = {run_id: info.kind for run_id, info in live.items()}
+            batch = self._claim(live)
             if not batch:
                 runs.complete_finished_runs(self.engine, list(live))
                 return self.result
             self._process(batch, live)
         self._finish()
         return self.result
+
+    def _claim(self, live: dict[int, runs.RunInfo]) -> list[Claimed]:
+        """Claim the next batch; service runs (replies) go before marketing sends."""
+        size = self.pacer.batch_size(self.ctx.settings.claim_batch)
+        lease_s = max(60.0, self.ctx.settings.lane_slice_s * 2)
+        service = [r for r, info in live.items() if info.kind == "service"]
+        ordered = [service, [r for r in live if r not in service]] if service else [list(live)]
+        for run_ids in ordered:
+            batch = outbox.claim(
+                self.engine, self.account.id, run_ids, size, self.lease.token, lease_s
+            )
+            if batch:
+                return batch
+        return []
 
     def _finish(self) -> None:
         if self.stop is not None:
@@ -144,6 +162,8 @@ class Lane:
             return
         live = list(runs.running_runs(self.engine))
         self.result.more = outbox.has_pending(self.engine, self.account.id, live)
+        if self.result.more and self.waiting_until is not None:
+            self.result.retry_after_s = max(0.0, self.waiting_until - self.clock())
 
     def _account_may_send(self) -> bool:
         fresh = runs.load_account(self.engine, self.account.id)
@@ -161,7 +181,13 @@ class Lane:
         outbox.settle(self.engine, prepared.done, self.lease.token)
         if not prepared.todo:
             return
-        times = self.pacer.reserve(len(prepared.todo))
+        times = self.pacer.reserve(len(prepared.todo), not_after=self._not_after(prepared, live))
+        if len(times) < len(prepared.todo):
+            # No slot before the slice or window ends: give the rest back, come back later.
+            rest = [c.id for c, _ in prepared.todo[len(times) :]]
+            outbox.release(self.engine, rest, self.lease.token)
+            self.waiting_until = self.pacer.next_open_s or self.clock() + 1.0
+            prepared.todo = prepared.todo[: len(times)]
         i = 0
         while i < len(prepared.todo):
             j = i + 1
@@ -173,6 +199,16 @@ class Lane:
                 return
             self._send_group(group)
             i = j
+
+    def _not_after(self, prepared: _Batch, live: dict[int, runs.RunInfo]) -> float:
+        """Reserve nothing past this slice or past the end time of a run in the batch."""
+        ends = [
+            live[c.run_id].end_at for c, _ in prepared.todo if live[c.run_id].end_at is not None
+        ]
+        limit = self.deadline
+        if ends:
+            limit = min(limit, min(e for e in ends if e).replace(tzinfo=UTC).timestamp())
+        return limit
 
     def _wait_until(self, when: float) -> bool:
         """Sleep until `when`, renewing the lease; False if the lease was lost."""
@@ -223,6 +259,35 @@ class Lane:
         return keep
 
     def _send_chunk(self, chunk: list[tuple[Claimed, OutboundMessage]]) -> None:
+        try:
+            chunk = self._within_caps(chunk)
+            self._deliver(chunk)
+        finally:
+            self.caps.unlock()
+
+    def _within_caps(
+        self, chunk: list[tuple[Claimed, OutboundMessage]]
+    ) -> list[tuple[Claimed, OutboundMessage]]:
+        """Hold back recipients another lane is messaging; skip those over their caps."""
+        marketing = [c.contact_id for c, _ in chunk if self.kinds.get(c.run_id) == "marketing"]
+        if not self.caps.active or not marketing:
+            return chunk
+        busy = self.caps.lock(marketing)
+        capped = self.caps.capped([c for c in marketing if c not in busy])
+        if not busy and not capped:
+            return chunk
+        later = utcnow() + timedelta(seconds=10)
+        outcomes = [
+            Outcome(c.id, DeliveryState.PENDING, retry_at=later)
+            if c.contact_id in busy
+            else Outcome(c.id, DeliveryState.SKIPPED, reason="frequency_cap")
+            for c, _ in chunk
+            if c.contact_id in busy or c.contact_id in capped
+        ]
+        outbox.settle(self.engine, outcomes, self.lease.token)
+        return [(c, m) for c, m in chunk if c.contact_id not in busy | capped]
+
+    def _deliver(self, chunk: list[tuple[Claimed, OutboundMessage]]) -> None:
         ids = outbox.mark_sending(self.engine, [c.id for c, _ in chunk], self.lease.token)
         outcomes: list[Outcome] = []
         opted_out: list[int] = []
@@ -310,17 +375,20 @@ class Lane:
         return cached
 
     def _apply_stop(self, stop: Stop) -> None:
-        until = None
         if stop.account_state == AccountState.COOLDOWN:
-            until = utcnow() + timedelta(seconds=max(stop.retry_after_s, 0.5))
-        else:
-            log.error(
-                "ALERT account %s is now %s (%s)",
-                self.account.name,
-                stop.account_state,
-                stop.reason,
+            health.throttled(
+                self.engine, self.account.id, max(stop.retry_after_s, 0.5), stop.reason
             )
-        runs.set_account_state(self.engine, self.account.id, stop.account_state, stop.reason, until)
+            return
+        log.error(
+            "ALERT account %s is now %s (%s); moving its movable deliveries",
+            self.account.name,
+            stop.account_state,
+            stop.reason,
+        )
+        runs.set_account_state(self.engine, self.account.id, stop.account_state, stop.reason)
+        for receiver in failover.move_movable(self.engine, self.account.id):
+            kick_lane(self.ctx, receiver)
 
 
 __all__ = ["LaneResult", "idempotency_key", "run_lane"]

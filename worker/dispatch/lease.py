@@ -10,7 +10,7 @@ import redis
 
 _SCRIPTS: dict[str, str] = {
     name: (files("worker.dispatch") / f"lease_{name}.lua").read_text()
-    for name in ("renew", "release")
+    for name in ("renew", "release", "release_many")
 }
 
 
@@ -51,3 +51,11 @@ def holder(client: redis.Redis, key: str) -> str | None:
     if value is None:
         return None
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def release_many(client: redis.Redis, keys: list[str], token: str) -> int:
+    """Release every key in `keys` that `token` still holds."""
+    if not keys:
+        return 0
+    script: Any = client.register_script(_SCRIPTS["release_many"])
+    return int(script(keys=keys, args=[token]))

@@ -3,30 +3,38 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 
 class Pacer(Protocol):
-    """Reserves send times for one account."""
+    """Reserves send times for one account lane."""
+
+    next_open_s: float | None
 
     def batch_size(self, default: int) -> int:
         """How many rows to claim now (small for slow accounts, so leases stay short)."""
         ...
 
-    def reserve(self, count: int) -> list[float]:
-        """Epoch-second times at which `count` sends may happen, in order."""
+    def reserve(self, count: int, *, not_after: float | None = None) -> list[float]:
+        """Up to `count` ascending epoch-second send times before `not_after`.
+
+        Fewer than `count` means no more fit now; `next_open_s` then says when to ask again.
+        Every returned time is already counted against the account's limits.
+        """
         ...
 
 
 class Unpaced:
     """No limits: everything may go now (the memory channel, benchmarks)."""
 
-    def __init__(self, clock: object = time.time) -> None:
+    next_open_s: float | None = None
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
 
     def batch_size(self, default: int) -> int:
         return default
 
-    def reserve(self, count: int) -> list[float]:
-        now = self._clock()  # type: ignore[operator]
-        return [float(now)] * count
+    def reserve(self, count: int, *, not_after: float | None = None) -> list[float]:
+        return [float(self._clock())] * count

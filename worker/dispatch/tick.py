@@ -15,17 +15,19 @@ from dataclasses import dataclass, field
 from sqlalchemy import select, update
 
 from worker.dispatch import outbox, runs
-from worker.dispatch.lease import holder, lane_key, lane_queued_key
+from worker.dispatch.kick import kick_lane
 from worker.dispatch.reconcile import reconcile
 from worker.runtime import Context, enqueue
 from worker.store import tables
-from worker.store.models import Account, AccountState, CampaignStatus, utcnow
+from worker.store.models import Account, AccountState, CampaignStatus, DeliveryState, utcnow
 
 log = logging.getLogger(__name__)
+__all__ = ["Ticker", "kick_lane", "tick"]
 
 TICK_LOCK = "siyu:tick"
 R = tables.campaign_runs.c
 A = tables.accounts.c
+D = tables.deliveries.c
 
 
 @dataclass
@@ -34,17 +36,6 @@ class TickReport:
     lanes_kicked: list[int] = field(default_factory=list)
     materialising: list[int] = field(default_factory=list)
     completed: list[int] = field(default_factory=list)
-
-
-def kick_lane(ctx: Context, account_id: int, *, countdown_s: float | None = None) -> bool:
-    """Enqueue a lane for the account unless one runs or is already queued."""
-    if holder(ctx.redis, lane_key(account_id)) is not None:
-        return False
-    ttl_ms = int(max(30.0, (countdown_s or 0) + 30.0) * 1000)
-    if not ctx.redis.set(lane_queued_key(account_id), "1", nx=True, px=ttl_ms):
-        return False
-    enqueue("siyu.lane", account_id, countdown_s=countdown_s)
-    return True
 
 
 def tick(ctx: Context, *, force: bool = False) -> TickReport:
@@ -56,6 +47,7 @@ def tick(ctx: Context, *, force: bool = False) -> TickReport:
     from worker.campaigns.lifecycle import start_due_runs  # one-way: campaigns sits above
 
     start_due_runs(ctx)
+    close_windows(ctx)
     _wake_cooled_accounts(ctx)
     reconcile(ctx)
     live = list(runs.running_runs(ctx.engine))
@@ -65,6 +57,34 @@ def tick(ctx: Context, *, force: bool = False) -> TickReport:
             report.lanes_kicked.append(account_id)
     report.completed = runs.complete_finished_runs(ctx.engine, live)
     return report
+
+
+def close_windows(ctx: Context) -> list[int]:
+    """At a run's end time its unsent deliveries become `skipped` (`window_closed`)."""
+    now = utcnow()
+    with ctx.engine.connect() as conn:
+        run_ids = [
+            row[0]
+            for row in conn.execute(
+                select(R.id).where(R.status == CampaignStatus.RUNNING, R.end_at <= now)
+            )
+        ]
+    for run_id in run_ids:
+        with ctx.engine.begin() as conn:
+            conn.execute(
+                update(tables.deliveries)
+                .where(
+                    D.run_id == run_id, D.state.in_([DeliveryState.PENDING, DeliveryState.CLAIMED])
+                )
+                .values(
+                    state=DeliveryState.SKIPPED,
+                    reason="window_closed",
+                    lease_owner=None,
+                    lease_until=None,
+                    updated_at=now,
+                )
+            )
+    return run_ids
 
 
 def _ensure_materialising(ctx: Context) -> list[int]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, time, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, func, select
@@ -11,7 +12,9 @@ from sqlmodel import Session
 from worker.campaigns import lookup
 from worker.campaigns.timeparse import iso_utc, zone
 from worker.channels.registry import build_channel
+from worker.dispatch.health import current_multiplier
 from worker.errors import UserError
+from worker.limiter import load_policies, resolve_policy
 from worker.store import tables
 from worker.store.db import for_writing
 from worker.store.models import Account, AccountState, DeliveryState, utcnow
@@ -27,12 +30,15 @@ def add_account(
     policy: str | None = None,
     tz: str = "Asia/Shanghai",
     config: dict[str, Any] | None = None,
+    rate_limits_dir: Path | None = None,
 ) -> Account:
-    """Validate the channel and its config now, so mistakes never wait for the first send."""
+    """Validate channel, config, time zone and policy now, never at the first send."""
     if not name.strip():
         raise UserError("account name must not be empty")
     zone(tz)
     build_channel(channel, name, config or {})
+    if rate_limits_dir is not None:
+        resolve_policy(load_policies(rate_limits_dir, missing_ok=True), policy, channel)
     with Session(for_writing(engine), expire_on_commit=False) as session:
         if session.exec(select(Account.id).where(Account.name == name)).first():  # type: ignore[call-overload]
             raise UserError(f"an account named {name!r} already exists")
@@ -78,6 +84,7 @@ def list_accounts(engine: Engine) -> list[dict[str, Any]]:
             "state": a.state,
             "state_reason": a.state_reason,
             "cooldown_until": iso_utc(a.cooldown_until),
+            "rate_share": round(current_multiplier(engine, a.id), 2) if a.id else 1.0,
             "sent_today": sent_today(engine, a),
         }
         for a in accounts

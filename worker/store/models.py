@@ -66,6 +66,9 @@ class Account(SQLModel, table=True):
     state: str = AccountState.ACTIVE
     state_reason: str | None = None
     cooldown_until: NaiveDatetime | None = None
+    # Health: the share of the policy's rate in use (AIMD: halved on throttling, regained slowly).
+    rate_multiplier: float = 1.0
+    rate_changed_at: NaiveDatetime | None = None
     created_at: NaiveDatetime = Field(default_factory=utcnow)
 
 

@@ -1,0 +1,165 @@
+"""Account health (AIMD, failover), recipient caps, window closing and priority, in-process."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select, update
+
+from tests.support.fakes import ScriptedChannel, register_fakes
+from tests.support.world import add_accounts, add_campaign, add_contacts, make_context, start
+from worker.campaigns.materialise import materialise
+from worker.channels.base import SendResult
+from worker.channels.errors import AccountBanned
+from worker.channels.memory import HUB
+from worker.dispatch import health
+from worker.dispatch.caps import CapGuard
+from worker.dispatch.lane import run_lane
+from worker.dispatch.tick import close_windows
+from worker.limiter import RecipientLimits
+from worker.runtime import Context
+from worker.store import tables
+from worker.store.models import Account, utcnow
+
+D = tables.deliveries.c
+
+
+@pytest.fixture
+def ctx(db_url: str, redis_url: str, tmp_path: Path) -> Context:
+    HUB.clear()
+    ScriptedChannel.reset()
+    register_fakes()
+    return make_context(db_url, redis_url, tmp_path)
+
+
+def account_row(ctx: Context, name: str) -> Account:
+    with ctx.engine.connect() as conn:
+        row = conn.execute(select(tables.accounts).where(tables.accounts.c.name == name)).one()
+    return Account(**row._mapping)
+
+
+def test_recovery_is_additive_per_clean_minute_and_capped_at_the_full_rate() -> None:
+    assert health.recovered(0.25, 59) == 0.25
+    assert health.recovered(0.25, 60) == pytest.approx(0.35)
+    assert health.recovered(0.25, 600) == 1.0
+
+
+def test_throttling_halves_the_rate_with_a_floor_and_sets_a_jittered_cooldown(
+    ctx: Context,
+) -> None:
+    ids = add_accounts(ctx.engine, ["a1"])
+    for expected in (0.5, 0.25, 0.125, 0.1, 0.1):
+        health.throttled(ctx.engine, ids["a1"], 10.0, "rate_limited")
+        row = account_row(ctx, "a1")
+        assert row.rate_multiplier == pytest.approx(expected)
+    assert row.state == "cooldown"
+    assert row.cooldown_until is not None
+    left = (row.cooldown_until - utcnow()).total_seconds()
+    assert 10.0 < left < 10.0 * 1.25 + 1.5
+
+
+def test_the_multiplier_recovers_when_read_after_clean_minutes(ctx: Context) -> None:
+    ids = add_accounts(ctx.engine, ["a1"])
+    health.throttled(ctx.engine, ids["a1"], 1.0, "rate_limited")
+    with ctx.engine.begin() as conn:
+        conn.execute(
+            update(tables.accounts).values(rate_changed_at=utcnow() - timedelta(seconds=125))
+        )
+    assert health.current_multiplier(ctx.engine, ids["a1"]) == pytest.approx(0.7)
+    assert account_row(ctx, "a1").rate_multiplier == pytest.approx(0.7)
+
+
+def test_a_ban_moves_movable_rows_to_healthy_peers_and_keeps_owner_bound_ones(
+    ctx: Context,
+) -> None:
+    ids = add_accounts(ctx.engine, ["a1", "a2", "a3"], channel="scripted")
+    add_contacts(ctx.engine, 4, channel="scripted", owner_of={i: ids["a1"] for i in range(1, 5)})
+    add_contacts(ctx.engine, 40, channel="scripted", start=5)
+    add_campaign(ctx, "c1", ["a1", "a2", "a3"])
+    materialise(ctx, start(ctx, "c1").id)  # type: ignore[arg-type]
+    ScriptedChannel.scripts["a1"] = lambda m: (_ for _ in ()).throw(AccountBanned("banned"))
+    result = run_lane(ctx, ids["a1"], slice_s=5)
+    assert result.stop_reason == "account_banned"
+    assert account_row(ctx, "a1").state == "banned"
+    with ctx.engine.connect() as conn:
+        left_on_a1 = conn.execute(
+            select(D.contact_id).where(D.account_id == ids["a1"], D.state == "pending")
+        ).scalars()
+        owners = Counter(conn.execute(select(D.account_id).where(D.state == "pending")).scalars())
+    assert sorted(left_on_a1) == [1, 2, 3, 4]
+    assert owners[ids["a2"]] > 0 and owners[ids["a3"]] > 0
+    assert sum(owners.values()) == 44
+
+
+def test_recipient_caps_count_marketing_sends_across_campaigns(ctx: Context) -> None:
+    ids = add_accounts(ctx.engine, ["a1", "a2"])
+    add_contacts(ctx.engine, 5)
+    add_campaign(ctx, "c1", ["a1"])
+    materialise(ctx, start(ctx, "c1").id)  # type: ignore[arg-type]
+    run_lane(ctx, ids["a1"], slice_s=5)
+    guard = CapGuard(ctx.engine, ctx.redis, RecipientLimits(per_day=1, per_week=3))
+    assert guard.capped([1, 2, 3, 4, 5]) == {1, 2, 3, 4, 5}
+    loose = CapGuard(ctx.engine, ctx.redis, RecipientLimits(per_day=2))
+    assert loose.capped([1, 2]) == set()
+
+
+def test_a_second_lane_waits_for_a_recipient_another_lane_holds(ctx: Context) -> None:
+    first = CapGuard(ctx.engine, ctx.redis, RecipientLimits(per_day=1))
+    second = CapGuard(ctx.engine, ctx.redis, RecipientLimits(per_day=1))
+    assert first.lock([1, 2]) == set()
+    assert second.lock([2, 3]) == {2}
+    first.unlock()
+    assert second.lock([2]) == set()
+
+
+def test_capped_contacts_are_skipped_with_reason_frequency_cap(
+    ctx: Context, tmp_path: Path
+) -> None:
+    rl = tmp_path / "rl"
+    rl.mkdir()
+    (rl / "memory.toml").write_text("[account]\n[recipient]\nper_day = 1\n")
+    ctx.settings.rate_limits_dir = rl
+    ids = add_accounts(ctx.engine, ["a1"])
+    add_contacts(ctx.engine, 3)
+    add_campaign(ctx, "c1", ["a1"])
+    materialise(ctx, start(ctx, "c1").id)  # type: ignore[arg-type]
+    run_lane(ctx, ids["a1"], slice_s=5)
+    add_campaign(ctx, "c2", ["a1"])
+    materialise(ctx, start(ctx, "c2").id)  # type: ignore[arg-type]
+    run_lane(ctx, ids["a1"], slice_s=5)
+    with ctx.engine.connect() as conn:
+        rows = conn.execute(select(D.run_id, D.state, D.reason).order_by(D.id)).all()
+    assert [(s, r) for _, s, r in rows] == [("sent", None)] * 3 + [("skipped", "frequency_cap")] * 3
+
+
+def test_at_the_end_time_unsent_deliveries_are_skipped_as_window_closed(ctx: Context) -> None:
+    add_accounts(ctx.engine, ["a1"])
+    add_contacts(ctx.engine, 5)
+    add_campaign(ctx, "c1", ["a1"])
+    run = start(ctx, "c1")
+    materialise(ctx, run.id)  # type: ignore[arg-type]
+    with ctx.engine.begin() as conn:
+        conn.execute(update(tables.campaign_runs).values(end_at=utcnow() - timedelta(seconds=1)))
+    assert close_windows(ctx) == [run.id]
+    with ctx.engine.connect() as conn:
+        reasons = set(conn.execute(select(D.state, D.reason)).all())
+    assert reasons == {("skipped", "window_closed")}
+
+
+def test_service_runs_are_claimed_before_marketing_runs(ctx: Context) -> None:
+    ids = add_accounts(ctx.engine, ["a1"], channel="scripted")
+    add_contacts(ctx.engine, 10, channel="scripted")
+    add_campaign(ctx, "promo", ["a1"])
+    materialise(ctx, start(ctx, "promo").id)  # type: ignore[arg-type]
+    add_campaign(ctx, "reply", ["a1"], kind="service")
+    reply = start(ctx, "reply")
+    materialise(ctx, reply.id)  # type: ignore[arg-type]
+    order: list[str] = []
+    ScriptedChannel.scripts["a1"] = lambda m: (order.append(m.idempotency_key), SendResult("x"))[1]
+    ctx.settings.claim_batch = 5
+    run_lane(ctx, ids["a1"], slice_s=5)
+    assert [key.split("-")[1] for key in order[:10]] == [str(reply.id)] * 10
+    assert len(order) == 20
