@@ -1,0 +1,204 @@
+"""`AccountLimiter`: when may one sender account send next? The policy above a backend.
+
+It turns a `Policy` into backend requests: it skips quiet hours and moves past full local
+days (both in the account's time zone), draws the random human-like gaps (the backend never
+draws randomness), slows everything down by `rate_multiplier`, and rebuilds a lost day count
+from the database through `day_counter`. The backend does the atomic part.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from worker.errors import UserError
+from worker.limiter.backend import DayQuota, LimiterBackend, Outcome, Reservation
+from worker.limiter.localtime import LocalCalendar, LocalDay, OpenPeriod
+from worker.limiter.model import AccountLimits, Policy, Window, check_multiplier
+
+DayCounter = Callable[[LocalDay], int]  # sends already made on a local day, from the database
+DEFAULT_WINDOW_MARGIN_MS = 50
+
+
+@dataclass(frozen=True, slots=True)
+class Slots:
+    """Reserved send times, and when to ask again if fewer than requested were reserved."""
+
+    times_s: list[float]  # epoch seconds, ascending
+    next_open_s: float | None = None  # set when the reservation stopped early
+
+
+def zone(tz: str | ZoneInfo) -> ZoneInfo:
+    """A `ZoneInfo` from an IANA name; an unknown name is a `UserError`."""
+    if isinstance(tz, ZoneInfo):
+        return tz
+    try:
+        return ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        expected = "an IANA name such as Asia/Shanghai"
+        raise UserError(f"unknown time zone {tz!r} (expected {expected})") from None
+
+
+class AccountLimiter:
+    """Reserves send times for one account under its policy, shared by every process.
+
+    `clock` returns epoch seconds and `rng` draws the gaps; pass fakes in tests. With the
+    Redis backend the reserved times follow Redis `TIME`; `clock` only locates the local day
+    and quiet hours, so hosts should keep their clocks in sync (NTP).
+
+    `window_margin_ms` widens every window a little: slots packed exactly at a window's edge
+    would otherwise exceed the limit as soon as one send leaves a few ms late (scheduling,
+    network), which is how a platform sees them.
+    """
+
+    def __init__(
+        self,
+        policy: Policy,
+        account_key: str,
+        tz: str | ZoneInfo,
+        backend: LimiterBackend,
+        *,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+        rate_multiplier: float = 1.0,
+        day_counter: DayCounter | None = None,
+        window_margin_ms: int = DEFAULT_WINDOW_MARGIN_MS,
+    ) -> None:
+        if not account_key:
+            raise ValueError("account_key must not be empty")
+        self.policy = policy
+        self.account_key = account_key
+        self.backend = backend
+        self.calendar = LocalCalendar(zone(tz), policy.account.quiet_hours)
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._day_counter = day_counter
+        if window_margin_ms < 0:
+            raise ValueError(f"window_margin_ms must not be negative, got {window_margin_ms}")
+        self._margin_ms = window_margin_ms
+        self._period: OpenPeriod | None = None
+        self.rate_multiplier = rate_multiplier
+
+    @property
+    def rate_multiplier(self) -> float:
+        """How much of the policy's rate is used now (0 < m <= 1); back-off logic sets it."""
+        return self._multiplier
+
+    @rate_multiplier.setter
+    def rate_multiplier(self, value: float) -> None:
+        check_multiplier(value)
+        self._multiplier = float(value)
+        self.limits: AccountLimits = self.policy.account.scaled(value)
+        self._windows = tuple(
+            Window(w.span_ms + self._margin_ms, w.limit) for w in self.limits.windows()
+        )
+        self._unlimited = self.limits.is_unlimited
+
+    @property
+    def windows(self) -> tuple[Window, ...]:
+        """The windows in force: the policy's, scaled by health, widened by the margin."""
+        return self._windows
+
+    def reserve(self, count: int = 1, *, not_before: float | None = None) -> list[float]:
+        """`count` epoch-second send times, ascending, each already counted against the limits.
+
+        Times may lie in the future (wait until each before sending) and on later days when
+        today is full. `not_before` (epoch seconds) delays the first one, for cooldowns and
+        campaign starts.
+        """
+        return self.reserve_until(count, not_before=not_before).times_s
+
+    def reserve_until(
+        self, count: int, *, not_before: float | None = None, not_after: float | None = None
+    ) -> Slots:
+        """Like `reserve`, but only times before `not_after` (a lane's slice end).
+
+        Reserving a slot nobody uses wastes it (it still counts), so a lane that stops at the
+        end of its slice should not reserve beyond it. When fewer than `count` fit,
+        `next_open_s` says when to ask again.
+        """
+        if count < 0:
+            raise ValueError(f"count must not be negative, got {count}")
+        if count == 0:
+            return Slots([])
+        at_ms = int(self._clock() * 1000)
+        if not_before is not None:
+            at_ms = max(at_ms, math.ceil(not_before * 1000))
+        until_ms = None if not_after is None else math.floor(not_after * 1000)
+        times_ms, next_ms = self._reserve_ms(count, at_ms, until_ms)
+        return Slots([t / 1000 for t in times_ms], None if next_ms is None else next_ms / 1000)
+
+    def batch_size(self, default: int, horizon_s: float = 30.0) -> int:
+        """How many sends the limits allow within `horizon_s` at best, between 1 and `default`.
+
+        A lane claims this many rows, so claims stay small for slow accounts.
+        """
+        cap = default
+        for window in self._windows:
+            cap = min(cap, window.limit * max(1, math.ceil(horizon_s * 1000 / window.span_ms)))
+        if self.limits.has_gap:
+            mean_gap_s = (self.limits.min_gap_s + self.limits.max_gap_s) / 2
+            cap = min(cap, 1 + math.floor(horizon_s / max(mean_gap_s, 1e-3)))
+        if self.limits.per_day is not None:
+            cap = min(cap, self.limits.per_day)
+        return max(1, cap)
+
+    def _reserve_ms(
+        self, count: int, at_ms: int, until_ms: int | None
+    ) -> tuple[list[int], int | None]:
+        """Walk open periods from `at_ms` until `count` slots are reserved or `until_ms`."""
+        gaps_ms = self._draw_gaps(count)
+        times: list[int] = []
+        for _ in range(8 * count + 64):
+            period = self._open_period(at_ms)
+            start_ms = max(at_ms, period.start_ms)
+            if until_ms is not None and start_ms >= until_ms:
+                return times, start_ms
+            end_ms = period.end_ms if until_ms is None else min(period.end_ms, until_ms)
+            got = self._ask(period, start_ms, end_ms, gaps_ms[len(times) :])
+            times += got.times_ms
+            if got.outcome is Outcome.RESERVED:
+                return times, None
+            at_ms = max(at_ms, got.resume_at_ms or end_ms)
+        raise RuntimeError(f"{self.account_key}: no progress reserving {count} slots")
+
+    def _ask(self, period: OpenPeriod, from_ms: int, until_ms: int, gaps: list[int]) -> Reservation:
+        """One backend call inside one open period (rebuilding a missing day count)."""
+        if self._unlimited:
+            return Reservation((from_ms,) * len(gaps), Outcome.RESERVED)
+        day = None
+        if self.limits.per_day is not None:
+            seed = None if self._day_counter else 0
+            day = DayQuota(period.day.key, self.limits.per_day, period.day.end_ms, seed)
+
+        def call(quota: DayQuota | None) -> Reservation:
+            return self.backend.reserve(
+                self.account_key,
+                windows=self._windows,
+                gaps_ms=gaps,
+                open_from_ms=from_ms,
+                open_until_ms=until_ms,
+                day=quota,
+            )
+
+        got = call(day)
+        if got.outcome is Outcome.DAY_COUNT_MISSING and day and self._day_counter:
+            got = call(replace(day, count_if_missing=self._day_counter(period.day)))
+        return got
+
+    def _open_period(self, at_ms: int) -> OpenPeriod:
+        """The open period at or after `at_ms`, cached: most calls fall in the last one."""
+        if self._period is None or not self._period.contains(at_ms):
+            self._period = self.calendar.open_period(at_ms)
+        return self._period
+
+    def _draw_gaps(self, count: int) -> list[int]:
+        """One random gap per slot (ms, rounded up so no gap falls short of min_gap_s)."""
+        low, high = self.limits.min_gap_s, self.limits.max_gap_s
+        if high <= 0:
+            return [0] * count
+        return [math.ceil(self._rng.uniform(low, high) * 1000) for _ in range(count)]
