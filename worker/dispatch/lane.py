@@ -21,10 +21,11 @@ from worker.dispatch.caps import CapGuard
 from worker.dispatch.kick import kick_lane
 from worker.dispatch.lease import Lease, lane_key, lane_queued_key
 from worker.dispatch.outbox import Claimed, Outcome
-from worker.dispatch.pacers import policies
+from worker.dispatch.pacers import LimiterPacer, policies
 from worker.dispatch.pacing import Pacer, Unpaced
 from worker.dispatch.recipients import load_recipients, suppress, suppressed_among
 from worker.dispatch.sending import Stop, send_one
+from worker.dispatch.sendlog import SendLog
 from worker.limiter import resolve_policy
 from worker.render import MessageRenderer, RecipientView, TemplateError, check_length
 from worker.runtime import SHUTDOWN, Context
@@ -32,6 +33,8 @@ from worker.store.models import AccountState, CampaignStatus, DeliveryState, utc
 
 log = logging.getLogger(__name__)
 
+PREPARE_S = 1.0  # claim-side database work happens this long before a reserved send time
+LATE_S = 0.05  # waking later than this after a reserved time means taking a fresh slot
 PacerFactory = Callable[[Context, runs.AccountInfo], Pacer]
 
 
@@ -115,9 +118,17 @@ class Lane:
         self.kinds: dict[int, str] = {}
         recipient = resolve_policy(policies(ctx), None, account.channel).recipient
         self.caps = CapGuard(ctx.engine, ctx.redis, recipient)
+        self.sent_log: SendLog | None = None
+        if isinstance(pacer, LimiterPacer):
+            limits = pacer.limiter
+            self.sent_log = SendLog.load(
+                ctx.redis, account.id, limits.windows, limits.limits.min_gap_s
+            )
 
     def close(self) -> None:
         self.channel.close()
+        if self.sent_log is not None:
+            self.sent_log.save(self.ctx.redis, self.account.id)
 
     def run(self, deadline: float) -> LaneResult:
         self.deadline = deadline
@@ -194,10 +205,11 @@ class Lane:
             while j < len(prepared.todo) and times[j] <= times[i]:
                 j += 1
             group = prepared.todo[i:j]
-            if self.stop or self.lease_lost or not self._wait_until(times[i]):
+            # Wake a little early: the database work before the send must not make it late.
+            if self.stop or self.lease_lost or not self._wait_until(times[i] - PREPARE_S):
                 outbox.release(self.engine, [c.id for c, _ in prepared.todo[i:]], self.lease.token)
                 return
-            self._send_group(group)
+            self._send_group(group, times[i])
             i = j
 
     def _not_after(self, prepared: _Batch, live: dict[int, runs.RunInfo]) -> float:
@@ -209,6 +221,29 @@ class Lane:
         if ends:
             limit = min(limit, min(e for e in ends if e).replace(tzinfo=UTC).timestamp())
         return limit
+
+    def _on_time(self, at: float) -> bool:
+        """Wait for the reserved time; if we woke too late, send at a fresh slot instead.
+
+        A send that leaves later than reserved could land too close to the next one; a late
+        slot is left unused (it still counts, which only errs on the safe side).
+        """
+        if not self._wait_until(at):
+            return False
+        if isinstance(self.pacer, Unpaced) or self.clock() <= at + LATE_S:
+            return True
+        fresh = self.pacer.reserve(1, not_after=self.deadline)
+        return bool(fresh) and self._wait_until(fresh[0])
+
+    def _guard_actual_times(self) -> bool:
+        """Wait until a send now keeps every window on actual send times; record it."""
+        if self.sent_log is None:
+            return True
+        wait_s = self.sent_log.wait_s(self.clock())
+        if wait_s > 0 and not self._wait_until(self.clock() + wait_s):
+            return False
+        self.sent_log.record(self.clock())
+        return True
 
     def _wait_until(self, when: float) -> bool:
         """Sleep until `when`, renewing the lease; False if the lease was lost."""
@@ -223,7 +258,7 @@ class Lane:
                 self.lease_lost = True
                 return False
 
-    def _send_group(self, group: list[tuple[Claimed, OutboundMessage]]) -> None:
+    def _send_group(self, group: list[tuple[Claimed, OutboundMessage]], at: float) -> None:
         """Send in chunks of about a second each, re-checking the runs between chunks."""
         i = 0
         while i < len(group):
@@ -234,7 +269,7 @@ class Lane:
             i += len(chunk)
             chunk = self._still_live(chunk)
             started = self.clock()
-            self._send_chunk(chunk)
+            self._send_chunk(chunk, at)
             if chunk:
                 per_send = (self.clock() - started) / len(chunk)
                 self._per_send_s = 0.7 * self._per_send_s + 0.3 * per_send
@@ -258,10 +293,10 @@ class Lane:
             outbox.release(self.engine, gone, self.lease.token)
         return keep
 
-    def _send_chunk(self, chunk: list[tuple[Claimed, OutboundMessage]]) -> None:
+    def _send_chunk(self, chunk: list[tuple[Claimed, OutboundMessage]], at: float) -> None:
         try:
             chunk = self._within_caps(chunk)
-            self._deliver(chunk)
+            self._deliver(chunk, at)
         finally:
             self.caps.unlock()
 
@@ -287,14 +322,18 @@ class Lane:
         outbox.settle(self.engine, outcomes, self.lease.token)
         return [(c, m) for c, m in chunk if c.contact_id not in busy | capped]
 
-    def _deliver(self, chunk: list[tuple[Claimed, OutboundMessage]]) -> None:
+    def _deliver(self, chunk: list[tuple[Claimed, OutboundMessage]], at: float) -> None:
         ids = outbox.mark_sending(self.engine, [c.id for c, _ in chunk], self.lease.token)
+        if not self._on_time(at):  # nothing was sent: give the rows back
+            back = [Outcome(c.id, DeliveryState.PENDING) for c, _ in chunk if c.id in ids]
+            outbox.settle(self.engine, back, self.lease.token)
+            return
         outcomes: list[Outcome] = []
         opted_out: list[int] = []
         for claimed, message in chunk:
             if claimed.id not in ids:
                 continue  # lost to the reconciler or a cancel: never send it
-            if self.stop:
+            if self.stop or not self._guard_actual_times():
                 outcomes.append(Outcome(claimed.id, DeliveryState.PENDING, error="not sent"))
                 continue
             report = send_one(

@@ -54,6 +54,7 @@ def limiter_for(ctx: Context, account: runs.AccountInfo) -> AccountLimiter:
         RedisBackend(ctx.redis),
         rate_multiplier=current_multiplier(ctx.engine, account.id),
         day_counter=lambda day: sent_on_day(ctx, account.id, day),
+        window_margin_ms=ctx.settings.limit_margin_ms,
     )
 
 
