@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 PREPARE_S = 1.0  # claim-side database work happens this long before a reserved send time
 LATE_S = 0.05  # waking later than this after a reserved time means taking a fresh slot
+GROUP_S = 0.5  # sends reserved this close together share one `sending` commit
 PacerFactory = Callable[[Context, runs.AccountInfo], Pacer]
 
 
@@ -119,6 +120,7 @@ class Lane:
         recipient = resolve_policy(policies(ctx), None, account.channel).recipient
         self.caps = CapGuard(ctx.engine, ctx.redis, recipient)
         self.sent_log: SendLog | None = None
+        self._slots: dict[int, float] = {}
         if isinstance(pacer, LimiterPacer):
             limits = pacer.limiter
             self.sent_log = SendLog.load(
@@ -193,6 +195,7 @@ class Lane:
         if not prepared.todo:
             return
         times = self.pacer.reserve(len(prepared.todo), not_after=self._not_after(prepared, live))
+        self._slots = {c.id: t for (c, _), t in zip(prepared.todo, times, strict=False)}
         if len(times) < len(prepared.todo):
             # No slot before the slice or window ends: give the rest back, come back later.
             rest = [c.id for c, _ in prepared.todo[len(times) :]]
@@ -202,14 +205,14 @@ class Lane:
         i = 0
         while i < len(prepared.todo):
             j = i + 1
-            while j < len(prepared.todo) and times[j] <= times[i]:
+            while j < len(prepared.todo) and times[j] <= times[i] + GROUP_S:
                 j += 1
             group = prepared.todo[i:j]
             # Wake a little early: the database work before the send must not make it late.
             if self.stop or self.lease_lost or not self._wait_until(times[i] - PREPARE_S):
                 outbox.release(self.engine, [c.id for c, _ in prepared.todo[i:]], self.lease.token)
                 return
-            self._send_group(group, times[i])
+            self._send_group(group)
             i = j
 
     def _not_after(self, prepared: _Batch, live: dict[int, runs.RunInfo]) -> float:
@@ -258,7 +261,7 @@ class Lane:
                 self.lease_lost = True
                 return False
 
-    def _send_group(self, group: list[tuple[Claimed, OutboundMessage]], at: float) -> None:
+    def _send_group(self, group: list[tuple[Claimed, OutboundMessage]]) -> None:
         """Send in chunks of about a second each, re-checking the runs between chunks."""
         i = 0
         while i < len(group):
@@ -269,7 +272,7 @@ class Lane:
             i += len(chunk)
             chunk = self._still_live(chunk)
             started = self.clock()
-            self._send_chunk(chunk, at)
+            self._send_chunk(chunk)
             if chunk:
                 per_send = (self.clock() - started) / len(chunk)
                 self._per_send_s = 0.7 * self._per_send_s + 0.3 * per_send
@@ -293,10 +296,10 @@ class Lane:
             outbox.release(self.engine, gone, self.lease.token)
         return keep
 
-    def _send_chunk(self, chunk: list[tuple[Claimed, OutboundMessage]], at: float) -> None:
+    def _send_chunk(self, chunk: list[tuple[Claimed, OutboundMessage]]) -> None:
         try:
             chunk = self._within_caps(chunk)
-            self._deliver(chunk, at)
+            self._deliver(chunk)
         finally:
             self.caps.unlock()
 
@@ -322,18 +325,21 @@ class Lane:
         outbox.settle(self.engine, outcomes, self.lease.token)
         return [(c, m) for c, m in chunk if c.contact_id not in busy | capped]
 
-    def _deliver(self, chunk: list[tuple[Claimed, OutboundMessage]], at: float) -> None:
+    def _deliver(self, chunk: list[tuple[Claimed, OutboundMessage]]) -> None:
+        """Commit `sending` for the chunk, then send each message at its own reserved time."""
         ids = outbox.mark_sending(self.engine, [c.id for c, _ in chunk], self.lease.token)
-        if not self._on_time(at):  # nothing was sent: give the rows back
-            back = [Outcome(c.id, DeliveryState.PENDING) for c, _ in chunk if c.id in ids]
-            outbox.settle(self.engine, back, self.lease.token)
-            return
         outcomes: list[Outcome] = []
         opted_out: list[int] = []
         for claimed, message in chunk:
             if claimed.id not in ids:
                 continue  # lost to the reconciler or a cancel: never send it
-            if self.stop or not self._guard_actual_times():
+            at = self._slots.get(claimed.id, 0.0)
+            if (
+                self.stop
+                or self.lease_lost
+                or not self._on_time(at)
+                or not self._guard_actual_times()
+            ):
                 outcomes.append(Outcome(claimed.id, DeliveryState.PENDING, error="not sent"))
                 continue
             report = send_one(
