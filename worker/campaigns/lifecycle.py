@@ -13,7 +13,7 @@ from sqlmodel import Session, col
 from worker.campaigns import lookup
 from worker.campaigns.materialise import count_members, max_contact_id
 from worker.campaigns.timeparse import parse_when, zone
-from worker.campaigns.validate import validate_campaign_template
+from worker.campaigns.validate import render_samples
 from worker.channels.registry import build_channel
 from worker.errors import UserError
 from worker.runtime import Context, enqueue
@@ -82,7 +82,7 @@ def create_campaign(engine: Engine, templates_dir: object, spec: CampaignSpec) -
         accounts = [lookup.account_by_name(session, name) for name in spec.accounts]
         for account in accounts:
             build_channel(account.channel, account.name, account.config)
-        validate_campaign_template(
+        render_samples(  # raises TemplateError (file, line) before anything is stored
             engine,
             templates_dir,
             spec.template,

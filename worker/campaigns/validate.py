@@ -71,27 +71,6 @@ def render_samples(
     return out
 
 
-def validate_campaign_template(
-    engine: Engine,
-    templates_dir: object,
-    template: str,
-    variables: dict[str, str],
-    *,
-    campaign: str,
-    expression: str,
-    accounts: Sequence[Account],
-) -> None:
-    render_samples(
-        engine,
-        templates_dir,
-        template,
-        variables,
-        campaign=campaign,
-        expression=expression,
-        accounts=accounts,
-    )
-
-
 def _secret() -> str:
     from worker.config import get_settings
 
