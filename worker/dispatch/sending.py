@@ -50,18 +50,29 @@ class SendReport:
     opted_out: bool = False
 
 
-def _send_with_retries(channel: Channel, message: OutboundMessage) -> SendResult:
-    retrying = Retrying(
+def _retrying() -> Retrying:
+    return Retrying(
         retry=retry_if_exception_type(Transient),
-        stop=stop_after_attempt(TRANSIENT_TRIES),
+        stop=stop_after_attempt(TRANSIENT_TRIES - 1),
         wait=wait_random_exponential(multiplier=0.2, max=5),
         reraise=True,
     )
+
+
+def _send_once_then_retry(channel: Channel, message: OutboundMessage) -> SendResult:
+    """The first try is a plain call; tenacity only steps in after a `Transient` error."""
     try:
-        return retrying(channel.send, message)
+        return channel.send(message)
+    except Transient:
+        return _retrying()(channel.send, message)
+
+
+def _send_with_retries(channel: Channel, message: OutboundMessage) -> SendResult:
+    try:
+        return _send_once_then_retry(channel, message)
     except AuthExpired:
         channel.refresh_auth()  # once; a second AuthExpired propagates
-        return retrying(channel.send, message)
+        return _send_once_then_retry(channel, message)
 
 
 def send_one(
