@@ -33,15 +33,19 @@ def worker(
     """Run a Celery worker: account lanes, materialisation and the periodic tick."""
     from celery.signals import worker_shutting_down
 
-    from worker.dispatch.pacers import policies
+    from worker.config import get_settings
     from worker.dispatch.tick import Ticker
+    from worker.limiter import load_policies
     from worker.runtime import SHUTDOWN, get_context
     from worker.runtime.celery_app import celery_app
     from worker.store.db import init_db
 
+    # A malformed policy, or no policy folder at all (a worker started in the wrong
+    # directory would otherwise send unlimited), fails here, not at the first send.
+    checked = load_policies(get_settings().rate_limits_dir)
     ctx = get_context()
     init_db(ctx.engine)
-    policies(ctx)  # a malformed rate-limit policy fails here, not at the first send
+    ctx.extras["policies"] = checked
     import worker.tasks  # noqa: F401  (registers the tasks)
 
     worker_shutting_down.connect(lambda **_: SHUTDOWN.set(), weak=False)
