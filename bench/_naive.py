@@ -21,7 +21,7 @@ from sqlalchemy import Engine, Table, select, update
 from worker.channels.base import OutboundMessage
 from worker.channels.memory import MemoryChannel
 from worker.config import Settings, get_settings
-from worker.dispatch.lane import idempotency_key
+from worker.dispatch.compose import idempotency_key
 from worker.render import MessageRenderer, RecipientView
 from worker.store.db import get_engine
 from worker.store.models import (

@@ -11,23 +11,23 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, timedelta
 
 from worker.channels.base import Channel, OutboundMessage
 from worker.channels.registry import build_channel
 from worker.dispatch import failover, health, outbox, runs
 from worker.dispatch.caps import CapGuard
+from worker.dispatch.compose import Composer, Prepared, idempotency_key
 from worker.dispatch.kick import kick_lane
 from worker.dispatch.lease import Lease, lane_key, lane_queued_key
 from worker.dispatch.outbox import Claimed, Outcome
 from worker.dispatch.pacers import LimiterPacer, policies
 from worker.dispatch.pacing import Pacer, Unpaced
-from worker.dispatch.recipients import load_recipients, suppress, suppressed_among
+from worker.dispatch.recipients import suppress
 from worker.dispatch.sending import Stop, send_one
 from worker.dispatch.sendlog import SendLog
 from worker.limiter import resolve_policy
-from worker.render import MessageRenderer, RecipientView, TemplateError, check_length
 from worker.runtime import SHUTDOWN, Context
 from worker.store.models import AccountState, CampaignStatus, DeliveryState, utcnow
 
@@ -39,11 +39,6 @@ GROUP_S = 0.5  # sends reserved this close together share one `sending` commit
 PacerFactory = Callable[[Context, runs.AccountInfo], Pacer]
 
 
-def idempotency_key(run_id: int, contact_id: int) -> str:
-    """Stable across every retry and every worker: the platform dedupes on it."""
-    return f"siyu-{run_id}-{contact_id}"
-
-
 @dataclass
 class LaneResult:
     acquired: bool
@@ -51,12 +46,6 @@ class LaneResult:
     more: bool = False
     retry_after_s: float | None = None
     stop_reason: str | None = None
-
-
-@dataclass
-class _Batch:
-    todo: list[tuple[Claimed, OutboundMessage]] = field(default_factory=list)
-    done: list[Outcome] = field(default_factory=list)
 
 
 def run_lane(
@@ -108,7 +97,7 @@ class Lane:
         self.clock = clock
         self.sleep = sleep
         self.channel: Channel = build_channel(account.channel, account.name, account.config)
-        self.renderers: dict[int, MessageRenderer | TemplateError] = {}
+        self.composer = Composer(ctx.settings, account.channel, self.channel.max_text_len)
         self.result = LaneResult(acquired=True)
         self.stop: Stop | None = None
         self.lease_lost = False
@@ -190,7 +179,7 @@ class Lane:
         return fresh.state == AccountState.ACTIVE
 
     def _process(self, batch: list[Claimed], live: dict[int, runs.RunInfo]) -> None:
-        prepared = self._prepare(batch, live)
+        prepared = self.composer.prepare(self.engine, batch, live)
         outbox.settle(self.engine, prepared.done, self.lease.token)
         if not prepared.todo:
             return
@@ -215,7 +204,7 @@ class Lane:
             self._send_group(group)
             i = j
 
-    def _not_after(self, prepared: _Batch, live: dict[int, runs.RunInfo]) -> float:
+    def _not_after(self, prepared: Prepared, live: dict[int, runs.RunInfo]) -> float:
         """Reserve nothing past this slice or past the end time of a run in the batch."""
         ends = [
             live[c.run_id].end_at for c, _ in prepared.todo if live[c.run_id].end_at is not None
@@ -359,65 +348,6 @@ class Lane:
                 self.stop = report.stop
         outbox.settle(self.engine, outcomes, self.lease.token)
         suppress(self.engine, opted_out, "opted_out")
-
-    def _prepare(self, batch: list[Claimed], live: dict[int, runs.RunInfo]) -> _Batch:
-        contact_ids = [c.contact_id for c in batch]
-        views = load_recipients(self.engine, contact_ids)
-        suppressed = suppressed_among(self.engine, contact_ids)
-        out = _Batch()
-        for claimed in batch:
-            reason = suppressed.get(claimed.contact_id)
-            view = views.get(claimed.contact_id)
-            if reason is not None or view is None:
-                out.done.append(
-                    Outcome(claimed.id, DeliveryState.SKIPPED, reason=reason or "contact_deleted")
-                )
-                continue
-            text = self._render(claimed, view, live)
-            if isinstance(text, Outcome):
-                out.done.append(text)
-                continue
-            key = idempotency_key(claimed.run_id, claimed.contact_id)
-            out.todo.append((claimed, OutboundMessage(view.external_id, text, key)))
-        return out
-
-    def _render(
-        self, claimed: Claimed, view: RecipientView, live: dict[int, runs.RunInfo]
-    ) -> str | Outcome:
-        renderer = self._renderer(claimed.run_id, live)
-        try:
-            if isinstance(renderer, TemplateError):
-                raise renderer
-            text = renderer.render(view)
-            check_length(
-                text,
-                self.channel.max_text_len,
-                template=renderer.display_path,
-                recipient=view.external_id,
-            )
-        except TemplateError as exc:
-            return Outcome(claimed.id, DeliveryState.FAILED, reason="render_error", error=str(exc))
-        return text
-
-    def _renderer(
-        self, run_id: int, live: dict[int, runs.RunInfo]
-    ) -> MessageRenderer | TemplateError:
-        cached = self.renderers.get(run_id)
-        if cached is None:
-            info = live[run_id]
-            try:
-                cached = MessageRenderer(
-                    self.ctx.settings.templates_dir,
-                    info.template,
-                    info.variables,
-                    campaign=info.campaign,
-                    channel=self.account.channel,
-                    tracking_secret=self.ctx.settings.tracking_secret,
-                )
-            except TemplateError as exc:
-                cached = exc
-            self.renderers[run_id] = cached
-        return cached
 
     def _apply_stop(self, stop: Stop) -> None:
         if stop.account_state == AccountState.COOLDOWN:

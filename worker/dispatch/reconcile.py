@@ -18,7 +18,7 @@ from worker.channels.base import Channel
 from worker.channels.errors import ChannelError
 from worker.channels.registry import build_channel
 from worker.dispatch import outbox, runs
-from worker.dispatch.lane import idempotency_key
+from worker.dispatch.compose import idempotency_key
 from worker.dispatch.lease import holder, lane_key
 from worker.dispatch.outbox import Outcome
 from worker.errors import UserError

@@ -1,0 +1,101 @@
+"""Turn claimed rows into messages: re-check suppression, render, check the length.
+
+One renderer per run is compiled on first use and kept for the lane's slice; a template
+that fails (compile or per recipient) fails only the rows it concerns, with file and line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine
+
+from worker.channels.base import OutboundMessage
+from worker.config import Settings
+from worker.dispatch import runs
+from worker.dispatch.outbox import Claimed, Outcome
+from worker.dispatch.recipients import load_recipients, suppressed_among
+from worker.render import MessageRenderer, RecipientView, TemplateError, check_length
+from worker.store.models import DeliveryState
+
+
+def idempotency_key(run_id: int, contact_id: int) -> str:
+    """Stable across every retry and every worker: the platform dedupes on it."""
+    return f"siyu-{run_id}-{contact_id}"
+
+
+@dataclass
+class Prepared:
+    todo: list[tuple[Claimed, OutboundMessage]] = field(default_factory=list)
+    done: list[Outcome] = field(default_factory=list)
+
+
+class Composer:
+    """Builds the outbound messages of one account lane."""
+
+    def __init__(self, settings: Settings, channel: str, max_text_len: int) -> None:
+        self.settings = settings
+        self.channel = channel
+        self.max_text_len = max_text_len
+        self.renderers: dict[int, MessageRenderer | TemplateError] = {}
+
+    def prepare(
+        self, engine: Engine, batch: list[Claimed], live: dict[int, runs.RunInfo]
+    ) -> Prepared:
+        contact_ids = [c.contact_id for c in batch]
+        views = load_recipients(engine, contact_ids)
+        suppressed = suppressed_among(engine, contact_ids)
+        out = Prepared()
+        for claimed in batch:
+            reason = suppressed.get(claimed.contact_id)
+            view = views.get(claimed.contact_id)
+            if reason is not None or view is None:
+                out.done.append(
+                    Outcome(claimed.id, DeliveryState.SKIPPED, reason=reason or "contact_deleted")
+                )
+                continue
+            text = self._render(claimed, view, live)
+            if isinstance(text, Outcome):
+                out.done.append(text)
+                continue
+            key = idempotency_key(claimed.run_id, claimed.contact_id)
+            out.todo.append((claimed, OutboundMessage(view.external_id, text, key)))
+        return out
+
+    def _render(
+        self, claimed: Claimed, view: RecipientView, live: dict[int, runs.RunInfo]
+    ) -> str | Outcome:
+        renderer = self._renderer(claimed.run_id, live)
+        try:
+            if isinstance(renderer, TemplateError):
+                raise renderer
+            text = renderer.render(view)
+            check_length(
+                text,
+                self.max_text_len,
+                template=renderer.display_path,
+                recipient=view.external_id,
+            )
+        except TemplateError as exc:
+            return Outcome(claimed.id, DeliveryState.FAILED, reason="render_error", error=str(exc))
+        return text
+
+    def _renderer(
+        self, run_id: int, live: dict[int, runs.RunInfo]
+    ) -> MessageRenderer | TemplateError:
+        cached = self.renderers.get(run_id)
+        if cached is None:
+            info = live[run_id]
+            try:
+                cached = MessageRenderer(
+                    self.settings.templates_dir,
+                    info.template,
+                    info.variables,
+                    campaign=info.campaign,
+                    channel=self.channel,
+                    tracking_secret=self.settings.tracking_secret,
+                )
+            except TemplateError as exc:
+                cached = exc
+            self.renderers[run_id] = cached
+        return cached
