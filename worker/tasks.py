@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from worker.runtime import enqueue, get_context
+from worker.runtime import get_context
 from worker.runtime.celery_app import celery_app
 
 log = logging.getLogger(__name__)
@@ -13,17 +13,14 @@ log = logging.getLogger(__name__)
 @celery_app.task(name="siyu.lane")
 def lane_task(account_id: int) -> dict[str, object]:
     """One bounded slice of an account lane; re-enqueues itself while work remains."""
+    from worker.dispatch.kick import kick_lane
     from worker.dispatch.lane import run_lane
-    from worker.dispatch.lease import lane_queued_key
     from worker.dispatch.pacers import pacer_for
 
     ctx = get_context()
     result = run_lane(ctx, account_id, pacer_factory=pacer_for)
     if result.acquired and result.more:
-        countdown = result.retry_after_s
-        ttl_ms = int(((countdown or 0) + 30) * 1000)
-        if ctx.redis.set(lane_queued_key(account_id), "1", nx=True, px=ttl_ms):
-            enqueue("siyu.lane", account_id, countdown_s=countdown)
+        kick_lane(ctx, account_id, countdown_s=result.retry_after_s)
     return {"account_id": account_id, "sent": result.sent, "more": result.more}
 
 
