@@ -4,7 +4,7 @@
         [--accounts 4] [--pool threads] [--skip-baseline] [--skip-million] [--lanes-only]
         [--timeout-min 40]
 
-Each phase gets a freshly created PostgreSQL database (`siyu_bench`), an empty Redis db 13,
+Each phase gets a freshly created PostgreSQL database (`siyu_bench`), an empty Redis db 12,
 N contacts COPY-loaded (not timed), `memory` accounts with no limits, a segment matching
 everyone and one campaign; then W real worker processes of C threads are started and must be
 consuming before the clock starts.
@@ -23,7 +23,7 @@ worker's peak. CPU seconds of the workers and of their PostgreSQL backends insid
 window are reported per delivery: on a shared machine they are steadier than the rate. The
 `memory` channel keeps every accepted message in its process, so the bytes it retains per
 message are measured here and subtracted in an extra figure. Prints a table, then one JSON
-object as the last line. Processes, the database and Redis db 13 are cleaned up on exit,
+object as the last line. Processes, the database and Redis db 12 are cleaned up on exit,
 Ctrl-C included.
 """
 
@@ -69,7 +69,7 @@ from worker.store.models import Account, CampaignRun, Delivery, Segment, utcnow 
 PG = "postgresql+psycopg://postgres@127.0.0.1:5432"
 DB_NAME = "siyu_bench"
 DB_URL = f"{PG}/{DB_NAME}"
-REDIS_URL = "redis://127.0.0.1:6379/13"
+REDIS_URL = "redis://127.0.0.1:6379/12"
 POLL_S = 0.2
 PROGRESS_PER_ROW_S = 5.0 / 100_000  # a progress count of N rows every N/20,000 s (min 5 s)
 BENCH_APP = "siyu-bench"  # the benchmark's own connections, left out of the DB CPU figure

@@ -14,6 +14,7 @@ from worker.limiter.limiter import zone
 from worker.store.models import Account
 
 INF = float("inf")
+HASH_MULTIPLIER = 2654435761  # Knuth's multiplicative hash: spreads consecutive ids
 
 
 def steady_rate(limits: AccountLimits) -> float:
@@ -101,7 +102,7 @@ def split_by_weight(count: int, weights: Sequence[int]) -> list[int]:
 def pick(contact_id: int, candidates: Sequence[int], weights: Mapping[int, int]) -> int:
     """Deterministic weighted round-robin over `candidates` by contact id."""
     total = sum(weights.get(c, 1) for c in candidates)
-    slot = (contact_id * 2654435761) % total  # Knuth's multiplicative hash spreads ids
+    slot = (contact_id * HASH_MULTIPLIER) % total
     for candidate in candidates:
         slot -= weights.get(candidate, 1)
         if slot < 0:

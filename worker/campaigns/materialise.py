@@ -13,16 +13,31 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, Select, func, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    Select,
+    and_,
+    case,
+    false,
+    func,
+    literal,
+    not_,
+    null,
+    or_,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
 
 from worker.audience.segments import compile_segment
 from worker.campaigns import lookup
-from worker.campaigns.capacity import pick, sender_weights
+from worker.campaigns.capacity import HASH_MULTIPLIER, sender_weights
 from worker.dispatch.lease import Lease
-from worker.dispatch.recipients import suppressed_among
 from worker.runtime import Context
 from worker.store import tables
 from worker.store.db import for_writing, is_sqlite
@@ -40,6 +55,8 @@ from worker.store.models import (
 R = tables.campaign_runs.c
 CT = tables.contacts.c
 D = tables.deliveries.c
+SP = tables.suppressions.c
+WEIGHT_TOTAL = 1_000_000  # see _normalised
 
 
 @dataclass(frozen=True)
@@ -122,70 +139,150 @@ def max_contact_id(engine: Engine) -> int:
         return int(conn.execute(select(func.coalesce(func.max(CT.id), 0))).scalar_one())
 
 
-def _assign(
-    plan: _Plan, contact_id: int, owner_id: int | None, channel: str
-) -> tuple[int | None, str | None]:
-    """(account, skip reason): owner-bound contacts only go to their owner (DESIGN 9)."""
-    reachable = [s for s in plan.senders if s.channel == channel]
-    if owner_id is not None:
-        if any(s.id == owner_id for s in reachable):
-            return owner_id, None
-        return None, "owner_not_in_campaign"
-    if not reachable:
-        return None, "no_reachable_account"
-    active = [s.id for s in reachable if s.active] or [s.id for s in reachable]
-    return pick(contact_id, active, plan.weights), None
+def _normalised(weights: dict[int, int]) -> dict[int, int]:
+    """The same proportions with a total of at most `WEIGHT_TOTAL` (each weight >= 1).
+
+    Keeps the assignment arithmetic in SQL far from 64-bit overflow on every database.
+    """
+    total = sum(weights.values())
+    if total <= WEIGHT_TOTAL:
+        return dict(weights)
+    return {k: max(1, w * WEIGHT_TOTAL // total) for k, w in weights.items()}
 
 
-def _rows(
-    plan: _Plan,
-    chunk: list[tuple[int, int | None, str]],
-    suppressed: dict[int, str],
-    cancelled: bool,
-) -> list[dict[str, Any]]:
-    now = utcnow()
-    out = []
-    for contact_id, owner_id, channel in chunk:
-        account_id, reason = _assign(plan, contact_id, owner_id, channel)
-        if cancelled:
-            reason = "cancelled"
-        elif contact_id in suppressed:
-            reason = suppressed[contact_id]
-        out.append(
-            {
-                "run_id": plan.run_id,
-                "contact_id": contact_id,
-                "account_id": account_id,
-                "state": DeliveryState.SKIPPED if reason else DeliveryState.PENDING,
-                "reason": reason,
-                "attempts": 0,
-                "created_at": now,
-                "updated_at": now,
-            }
-        )
-    return out
+def _pooled_account(senders: list[_Sender], weights: dict[int, int]) -> ColumnElement[Any]:
+    """SQL for `capacity.pick` over one channel's senders: a free contact's account.
+
+    Active senders take the contacts; when none is active, all of them do (they wait).
+    `(id * K) % total` is computed as `((id % total) * (K % total)) % total`, the same value.
+    """
+    candidates = [s.id for s in senders if s.active] or [s.id for s in senders]
+    shares = [weights.get(c, 1) for c in candidates]
+    total = sum(shares)
+    slot = ((CT.id % total) * (HASH_MULTIPLIER % total)) % total
+    whens, bound = [], 0
+    for candidate, share in zip(candidates[:-1], shares[:-1], strict=True):
+        bound += share
+        whens.append((slot < bound, literal(candidate)))
+    if not whens:
+        return literal(candidates[-1])
+    return case(*whens, else_=literal(candidates[-1]))
 
 
-def _write_chunk(engine: Engine, run_id: int, rows: list[dict[str, Any]], last_id: int) -> str:
-    """Insert one chunk and advance the cursor atomically; returns the run's status."""
+def _assignment(plan: _Plan, cancelled: bool, closed: bool) -> Select[Any]:
+    """Each member of the chunk with its account and skip reason, computed by the database.
+
+    Owner-bound contacts only go to their owner, and only when the owner sends on the
+    contact's channel (DESIGN 9); the others are spread by capacity (`capacity.pick`).
+    """
+    by_channel: dict[str, list[_Sender]] = {}
+    for sender in plan.senders:
+        by_channel.setdefault(sender.channel, []).append(sender)
+    weights = _normalised(plan.weights)
+    owner_ok = or_(
+        false(),
+        *(
+            and_(CT.channel == channel, CT.owner_id.in_([s.id for s in senders]))
+            for channel, senders in by_channel.items()
+        ),
+    )
+    pooled = case(
+        *((CT.channel == ch, _pooled_account(ss, weights)) for ch, ss in by_channel.items()),
+        else_=null(),
+    )
+    account = case((CT.owner_id.is_(None), pooled), (owner_ok, CT.owner_id), else_=null())
+    reason: ColumnElement[Any] = case(
+        (SP.reason.is_not(None), SP.reason),
+        (and_(CT.owner_id.is_not(None), not_(owner_ok)), literal("owner_not_in_campaign")),
+        (
+            and_(CT.owner_id.is_(None), CT.channel.not_in(list(by_channel))),
+            literal("no_reachable_account"),
+        ),
+        else_=literal("window_closed") if closed else null(),
+    )
+    if cancelled:
+        reason = literal("cancelled")
+    return select(CT.id.label("contact_id"), account.label("account_id"), reason.label("reason"))
+
+
+def _chunk_end(conn: Connection, after_id: int, upto_id: int, size: int) -> int | None:
+    """The last contact id of the next chunk of `size` contacts, None when none is left.
+
+    Chunks are ranges of contact ids (an index-only scan of the primary key), so the
+    segment's condition is evaluated once, inside the INSERT ... SELECT.
+    """
+    ids = (
+        select(CT.id)
+        .where(CT.id > after_id, CT.id <= upto_id)
+        .order_by(CT.id)
+        .limit(size)
+        .subquery()
+    )
+    end = conn.execute(select(func.max(ids.c.id))).scalar()
+    return None if end is None else int(end)
+
+
+def _write_chunk(
+    engine: Engine, plan: _Plan, after_id: int, size: int
+) -> tuple[int | None, set[int]]:
+    """Insert the next chunk's rows and advance the cursor in one transaction.
+
+    Returns the chunk's last contact id (None when nothing is left) and the accounts that
+    got pending rows. Rows already present are left alone (`ON CONFLICT DO NOTHING`).
+    """
     insert = sqlite_insert if is_sqlite(engine) else pg_insert
-    stmt = insert(Delivery).on_conflict_do_nothing(index_elements=["run_id", "contact_id"])
     with for_writing(engine).begin() as conn:
         # Lock the run row: a concurrent cancel waits, so no pending row slips in after it.
         status, end_at = conn.execute(
-            select(R.status, R.end_at).where(R.id == run_id).with_for_update()
+            select(R.status, R.end_at).where(R.id == plan.run_id).with_for_update()
         ).one()
-        if status == CampaignStatus.CANCELLED:
-            for row in rows:
-                row.update(state=DeliveryState.SKIPPED, reason="cancelled")
-        elif end_at is not None and end_at <= utcnow():
-            for row in rows:
-                if row["state"] == DeliveryState.PENDING:
-                    row.update(state=DeliveryState.SKIPPED, reason="window_closed")
-        if rows:
-            conn.execute(stmt, rows)
-        conn.execute(update(CampaignRun).where(R.id == run_id).values(materialised_upto=last_id))
-    return str(status)
+        last_id = _chunk_end(conn, after_id, plan.snapshot_max, size)
+        if last_id is None:
+            return None, set()
+        closed = end_at is not None and end_at <= utcnow()
+        members = (
+            _assignment(plan, status == CampaignStatus.CANCELLED, closed)
+            .select_from(tables.contacts.outerjoin(tables.suppressions, SP.contact_id == CT.id))
+            .where(compile_segment(plan.expression), CT.id > after_id, CT.id <= last_id)
+            .subquery()
+        )
+        now = utcnow()
+        rows = select(
+            literal(plan.run_id),
+            members.c.contact_id,
+            members.c.account_id,
+            case(
+                (members.c.reason.is_(None), literal(DeliveryState.PENDING.value)),
+                else_=literal(DeliveryState.SKIPPED.value),
+            ),
+            members.c.reason,
+            literal(0),
+            literal(now, D.created_at.type),
+            literal(now, D.created_at.type),
+        ).where(true())  # SQLite needs a WHERE before ON CONFLICT in INSERT ... SELECT
+        stmt = (
+            insert(tables.deliveries)
+            .from_select(
+                [
+                    "run_id",
+                    "contact_id",
+                    "account_id",
+                    "state",
+                    "reason",
+                    "attempts",
+                    "created_at",
+                    "updated_at",
+                ],
+                rows,
+            )
+            .on_conflict_do_nothing(index_elements=["run_id", "contact_id"])
+            .returning(D.account_id, D.state)
+        )
+        pending = {a for a, s in conn.execute(stmt) if s == DeliveryState.PENDING}
+        conn.execute(
+            update(CampaignRun).where(R.id == plan.run_id).values(materialised_upto=last_id)
+        )
+    return last_id, pending
 
 
 def _finish(engine: Engine, run_id: int) -> None:
@@ -223,24 +320,13 @@ def _materialise_locked(
     if plan is None:
         return
     with engine.connect() as conn:
-        upto, status = conn.execute(
-            select(R.materialised_upto, R.status).where(R.id == run_id)
-        ).one()
+        upto = conn.execute(select(R.materialised_upto).where(R.id == run_id)).scalar_one()
     chunk_size = ctx.settings.materialise_chunk
     while lock.renew():
-        with engine.connect() as conn:
-            chunk = [
-                tuple(r)
-                for r in conn.execute(
-                    member_query(plan.expression, upto, plan.snapshot_max, chunk_size)
-                )
-            ]
-        if not chunk:
+        last_id, pending = _write_chunk(engine, plan, upto, chunk_size)
+        if last_id is None:
             _finish(engine, run_id)
             return
-        suppressed = suppressed_among(engine, [c[0] for c in chunk])
-        rows = _rows(plan, chunk, suppressed, status == CampaignStatus.CANCELLED)
-        upto = chunk[-1][0]
-        status = _write_chunk(engine, run_id, rows, upto)
+        upto = last_id
         if on_chunk is not None:
-            on_chunk({int(r["account_id"]) for r in rows if r["state"] == DeliveryState.PENDING})
+            on_chunk(pending)
