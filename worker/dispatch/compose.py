@@ -14,7 +14,7 @@ from worker.channels.base import OutboundMessage
 from worker.config import Settings
 from worker.dispatch import runs
 from worker.dispatch.outbox import Claimed, Outcome
-from worker.dispatch.recipients import load_recipients, suppressed_among
+from worker.dispatch.recipients import load_batch
 from worker.render import MessageRenderer, RecipientView, TemplateError, check_length
 from worker.store.models import DeliveryState
 
@@ -43,8 +43,7 @@ class Composer:
         self, engine: Engine, batch: list[Claimed], live: dict[int, runs.RunInfo]
     ) -> Prepared:
         contact_ids = [c.contact_id for c in batch]
-        views = load_recipients(engine, contact_ids)
-        suppressed = suppressed_among(engine, contact_ids)
+        views, suppressed = load_batch(engine, contact_ids)
         out = Prepared()
         for claimed in batch:
             reason = suppressed.get(claimed.contact_id)

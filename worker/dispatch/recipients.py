@@ -1,4 +1,4 @@
-"""Load what rendering and suppression checks need for a claimed batch, in two queries."""
+"""Load what rendering and suppression checks need for a claimed batch, in one query."""
 
 from __future__ import annotations
 
@@ -18,10 +18,24 @@ S = tables.suppressions.c
 
 
 def load_recipients(engine: Engine, contact_ids: Sequence[int]) -> dict[int, RecipientView]:
-    stmt = select(CT.id, CT.external_id, CT.name, CT.tags, CT.attrs).where(CT.id.in_(contact_ids))
+    return load_batch(engine, contact_ids)[0]
+
+
+def load_batch(
+    engine: Engine, contact_ids: Sequence[int]
+) -> tuple[dict[int, RecipientView], dict[int, str]]:
+    """(contact id -> view, contact id -> suppression reason) in one query.
+
+    Contacts that no longer exist are absent from both.
+    """
+    stmt = (
+        select(CT.id, CT.external_id, CT.name, CT.tags, CT.attrs, S.reason)
+        .outerjoin(tables.suppressions, S.contact_id == CT.id)
+        .where(CT.id.in_(contact_ids))
+    )
     with engine.connect() as conn:
         rows = conn.execute(stmt).all()
-    return {
+    views = {
         r[0]: RecipientView(
             contact_id=r[0],
             external_id=r[1],
@@ -31,13 +45,7 @@ def load_recipients(engine: Engine, contact_ids: Sequence[int]) -> dict[int, Rec
         )
         for r in rows
     }
-
-
-def suppressed_among(engine: Engine, contact_ids: Sequence[int]) -> dict[int, str]:
-    """contact id -> suppression reason, for the suppressed ones."""
-    stmt = select(S.contact_id, S.reason).where(S.contact_id.in_(contact_ids))
-    with engine.connect() as conn:
-        return {r[0]: r[1] for r in conn.execute(stmt)}
+    return views, {r[0]: r[5] for r in rows if r[5] is not None}
 
 
 def suppress(engine: Engine, contact_ids: Sequence[int], reason: str) -> None:
