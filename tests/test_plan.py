@@ -13,7 +13,8 @@ from tests.support.world import add_accounts, add_campaign, add_contacts, make_c
 from worker.campaigns.capacity import simulate, steady_rate
 from worker.campaigns.plan import plan_campaign
 from worker.dispatch.pacers import end_margin_s, open_seconds
-from worker.limiter import AccountLimits, LocalCalendar, QuietHours
+from worker.limiter import AccountLimiter, AccountLimits, LocalCalendar, Policy, QuietHours
+from worker.limiter.memory import MemoryBackend
 from worker.runtime import Context
 from worker.store.models import utcnow
 
@@ -55,6 +56,27 @@ def test_per_day_caps_capacity_per_local_day_and_push_the_eta_to_the_next_day() 
     capacity, eta = simulate(limits, cal, start, end, 1000)
     assert capacity == 1600
     assert eta is not None and eta >= ms("Asia/Shanghai", 2026, 12, 2, 8)
+
+
+@pytest.mark.parametrize("margin_ms", [0, 150])
+def test_the_planned_capacity_is_what_the_limiter_grants(margin_ms: int) -> None:
+    """The plan must count the limiter's window margin: at 2/s it costs 13% of capacity."""
+    limits = AccountLimits(per_second=2)
+    start = 1_780_000_000.0
+    limiter = AccountLimiter(
+        Policy("p", limits),
+        "a",
+        "UTC",
+        MemoryBackend(lambda: start),
+        clock=lambda: start,
+        window_margin_ms=margin_ms,
+    )
+    granted = len(limiter.reserve_until(5000, not_after=start + 600).times_s)
+    calendar = LocalCalendar(ZoneInfo("UTC"), limits.quiet_hours)
+    start_ms = int(start * 1000)
+    capacity, _ = simulate(limits, calendar, start_ms, start_ms + 600_000, 0, margin_ms)
+    assert capacity is not None and abs(capacity - granted) <= granted // 100
+    assert granted < 1100 if margin_ms else granted == 1200
 
 
 def test_the_pacing_margin_is_five_percent_within_bounds() -> None:

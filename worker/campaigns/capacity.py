@@ -17,9 +17,17 @@ INF = float("inf")
 HASH_MULTIPLIER = 2654435761  # Knuth's multiplicative hash: spreads consecutive ids
 
 
-def steady_rate(limits: AccountLimits) -> float:
-    """Sends per second the account can sustain (inf when nothing limits it)."""
-    rates = [w.limit / (w.span_ms / 1000) for w in limits.windows() if w.span_ms < 86_400_000]
+def steady_rate(limits: AccountLimits, margin_ms: int = 0) -> float:
+    """Sends per second the account can sustain (inf when nothing limits it).
+
+    `margin_ms` is the limiter's window margin (`SIYU_LIMIT_MARGIN_MS`): it widens every
+    window, which costs a per-second limit far more than a per-minute one.
+    """
+    rates = [
+        w.limit / ((w.span_ms + margin_ms) / 1000)
+        for w in limits.windows()
+        if w.span_ms < 86_400_000
+    ]
     if limits.has_gap:
         rates.append(2.0 / (limits.min_gap_s + limits.max_gap_s))
     return min(rates) if rates else float("inf")
@@ -41,9 +49,10 @@ def simulate(
     start_ms: int,
     end_ms: int,
     demand: int,
+    margin_ms: int = 0,
 ) -> tuple[int | None, int | None]:
     """(capacity inside [start, end) or None if unlimited, epoch ms when `demand` is done)."""
-    rate = steady_rate(limits)
+    rate = steady_rate(limits, margin_ms)
     used: dict[str, int] = {}
     capacity, unlimited, left = 0, False, demand
     eta_ms: int | None = start_ms if demand == 0 else None
@@ -65,14 +74,19 @@ def simulate(
 
 
 def account_capacity(
-    engine: object, policies: Mapping[str, Policy], account: Account, start_ms: int, end_ms: int
+    engine: object,
+    policies: Mapping[str, Policy],
+    account: Account,
+    start_ms: int,
+    end_ms: int,
+    margin_ms: int = 0,
 ) -> int | None:
     """The account's capacity in the window at its current health (None: unlimited)."""
     assert account.id is not None
     policy = resolve_policy(dict(policies), account.policy, account.channel)
     limits = policy.account.scaled(current_multiplier(engine, account.id))  # type: ignore[arg-type]
     calendar = LocalCalendar(zone(account.tz), limits.quiet_hours)
-    return simulate(limits, calendar, start_ms, end_ms, 0)[0]
+    return simulate(limits, calendar, start_ms, end_ms, 0, margin_ms)[0]
 
 
 def sender_weights(
@@ -81,9 +95,12 @@ def sender_weights(
     accounts: Sequence[Account],
     start_ms: int,
     end_ms: int,
+    margin_ms: int = 0,
 ) -> dict[int, int]:
     """Integer weights proportional to capacity; unlimited accounts weigh the most."""
-    caps = {a.id: account_capacity(engine, policies, a, start_ms, end_ms) for a in accounts}
+    caps = {
+        a.id: account_capacity(engine, policies, a, start_ms, end_ms, margin_ms) for a in accounts
+    }
     finite = [c for c in caps.values() if c is not None]
     top = max(finite, default=1) * 10 or 1
     return {aid: max(1, c if c is not None else top) for aid, c in caps.items() if aid is not None}

@@ -111,7 +111,9 @@ def _weights(
 
     start_ms = int(max(start, utcnow()).replace(tzinfo=UTC).timestamp() * 1000)
     end_ms = int(end.replace(tzinfo=UTC).timestamp() * 1000) if end else start_ms + 7 * 86_400_000
-    return sender_weights(ctx.engine, policies(ctx), accounts, start_ms, max(end_ms, start_ms + 1))
+    margin_ms = ctx.settings.limit_margin_ms
+    end_ms = max(end_ms, start_ms + 1)
+    return sender_weights(ctx.engine, policies(ctx), accounts, start_ms, end_ms, margin_ms)
 
 
 def member_query(expression: str, after_id: int, upto_id: int, limit: int) -> Select[Any]:

@@ -98,8 +98,13 @@ def _window(start_at: datetime | None, end_at: datetime | None) -> tuple[int, in
     return to_ms(start), to_ms(end), end_at is not None
 
 
-def plan_campaign(engine: Engine, rate_limits_dir: Any, name: str) -> dict[str, Any]:
-    """The plan document (`campaigns plan --json`)."""
+def plan_campaign(
+    engine: Engine, rate_limits_dir: Any, name: str, margin_ms: int = 0
+) -> dict[str, Any]:
+    """The plan document (`campaigns plan --json`).
+
+    `margin_ms` is the limiter's window margin, so capacities are what the lanes can reach.
+    """
     policies: dict[str, Policy] = load_policies(rate_limits_dir, missing_ok=True)
     with Session(engine, expire_on_commit=False) as session:
         campaign = lookup.campaign_by_name(session, name)
@@ -112,10 +117,17 @@ def plan_campaign(engine: Engine, rate_limits_dir: Any, name: str) -> dict[str, 
     if pending is not None:
         assigned = pending
     else:
-        weights = sender_weights(engine, policies, accounts, start_ms, end_ms)
+        weights = sender_weights(engine, policies, accounts, start_ms, end_ms, margin_ms)
         assigned = _assigned(engine, segment.expression, accounts, weights)
     rows = [
-        _account_plan(engine, policies, a, campaign.id, assigned.get(a.id, 0), start_ms, end_ms)  # type: ignore[arg-type]
+        _account_plan(
+            engine,
+            policies,
+            a,
+            campaign.id,  # type: ignore[arg-type]
+            assigned.get(a.id, 0),  # type: ignore[arg-type]
+            (start_ms, end_ms, margin_ms),
+        )
         for a in accounts
     ]
     short = sum(max(0, r.assigned - r.spare) for r in rows if r.spare is not None) if bounded else 0
@@ -138,16 +150,17 @@ def _account_plan(
     account: Account,
     campaign_id: int,
     assigned: int,
-    start_ms: int,
-    end_ms: int,
+    window: tuple[int, int, int],
 ) -> AccountPlan:
+    """One account's line of the plan; `window` is (start ms, end ms, limiter margin ms)."""
     assert account.id is not None
+    start_ms, end_ms, margin_ms = window
     policy = resolve_policy(policies, account.policy, account.channel)
     limits = policy.account.scaled(current_multiplier(engine, account.id))
     calendar = LocalCalendar(zone(account.tz), limits.quiet_hours)
     other = _other_load(engine, account.id, campaign_id)
-    capacity, _ = simulate(limits, calendar, start_ms, end_ms, 0)
-    _, eta_ms = simulate(limits, calendar, start_ms, end_ms, other + assigned)
+    capacity, _ = simulate(limits, calendar, start_ms, end_ms, 0, margin_ms)
+    _, eta_ms = simulate(limits, calendar, start_ms, end_ms, other + assigned, margin_ms)
     spare = None if capacity is None else max(0, capacity - other)
     usable = account.state in ("active", "cooldown")
     fits = usable and (spare is None or assigned <= spare)

@@ -157,7 +157,8 @@ def plan(name: str, as_json: bool = typer.Option(False, "--json")) -> None:
     """Capacity per account inside the window, whether it fits, and the ETA."""
     from worker.campaigns.plan import plan_campaign
 
-    doc = plan_campaign(engine(), get_settings().rate_limits_dir, name)
+    settings = get_settings()
+    doc = plan_campaign(engine(), settings.rate_limits_dir, name, settings.limit_margin_ms)
     if as_json:
         emit_json(doc)
         return
