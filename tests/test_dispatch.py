@@ -113,21 +113,20 @@ def test_an_owner_bound_contact_is_only_messaged_by_its_owner(ctx: Context) -> N
 
 
 @pytest.mark.parametrize("scale", [1, 1_000_000])
-def test_the_database_spreads_free_contacts_by_capacity_like_pick(
-    ctx: Context, scale: int
-) -> None:
+def test_the_database_spreads_free_contacts_by_capacity_like_pick(ctx: Context, scale: int) -> None:
     """Materialisation assigns in SQL; it must agree with `capacity.pick`, contact by contact,
     with small weights and with capacities large enough to be scaled down; paused senders
     take nothing."""
+    from worker.campaigns.assignment import Sender, normalised
     from worker.campaigns.capacity import pick
-    from worker.campaigns.materialise import _normalised, _Plan, _Sender, _write_chunk
+    from worker.campaigns.materialise import _Plan, _write_chunk
 
     ids = add_accounts(ctx.engine, ["big", "mid", "tiny", "paused"])
     add_contacts(ctx.engine, 700)
     add_campaign(ctx, "c1", list(ids))
     run = start(ctx, "c1")
     weights = {ids["big"]: 9 * scale, ids["mid"]: 2 * scale, ids["tiny"]: 1, ids["paused"]: 10}
-    senders = tuple(_Sender(i, "memory", name != "paused") for name, i in ids.items())
+    senders = tuple(Sender(i, "memory", name != "paused") for name, i in ids.items())
     plan = _Plan(run.id, "tag = python", senders, 700, weights)  # type: ignore[arg-type]
     upto: int | None = 0
     while upto is not None:
@@ -135,7 +134,7 @@ def test_the_database_spreads_free_contacts_by_capacity_like_pick(
     with ctx.engine.connect() as conn:
         got = dict(conn.execute(select(D.contact_id, D.account_id)).all())
     active = [ids["big"], ids["mid"], ids["tiny"]]
-    scaled = _normalised(weights)
+    scaled = normalised(weights)
     assert got == {c: pick(c, active, scaled) for c in range(1, 701)}
     shares = Counter(got.values())
     assert ids["paused"] not in shares and shares[ids["big"]] > 3 * shares[ids["mid"]] > 0

@@ -14,18 +14,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
-    ColumnElement,
     Connection,
     Engine,
     Select,
-    and_,
+    Subquery,
     case,
-    false,
     func,
     literal,
-    not_,
-    null,
-    or_,
     select,
     true,
     update,
@@ -36,11 +31,12 @@ from sqlmodel import Session
 
 from worker.audience.segments import compile_segment
 from worker.campaigns import lookup
-from worker.campaigns.capacity import HASH_MULTIPLIER, sender_weights
+from worker.campaigns.assignment import Sender, assigned_members
+from worker.campaigns.capacity import sender_weights
 from worker.dispatch.lease import Lease
 from worker.runtime import Context
 from worker.store import tables
-from worker.store.db import for_writing, is_sqlite
+from worker.store.db import for_writing
 from worker.store.models import (
     Account,
     AccountState,
@@ -55,22 +51,15 @@ from worker.store.models import (
 R = tables.campaign_runs.c
 CT = tables.contacts.c
 D = tables.deliveries.c
-SP = tables.suppressions.c
-WEIGHT_TOTAL = 1_000_000  # see _normalised
-
-
-@dataclass(frozen=True)
-class _Sender:
-    id: int
-    channel: str
-    active: bool
+INSERTED = ["run_id", "contact_id", "account_id", "state", "reason", "attempts"]
+INSERTED += ["created_at", "updated_at"]
 
 
 @dataclass(frozen=True)
 class _Plan:
     run_id: int
     expression: str
-    senders: tuple[_Sender, ...]
+    senders: tuple[Sender, ...]
     snapshot_max: int
     weights: dict[int, int]
 
@@ -98,7 +87,7 @@ def _plan(ctx: Context, run_id: int) -> _Plan | None:
         run_id=row[0],
         expression=row[1],
         snapshot_max=row[2],
-        senders=tuple(_Sender(a.id, a.channel, a.state == AccountState.ACTIVE) for a in accounts),  # type: ignore[arg-type]
+        senders=tuple(Sender(a.id, a.channel, a.state == AccountState.ACTIVE) for a in accounts),  # type: ignore[arg-type]
         weights=_weights(ctx, accounts, row[4], row[5]),
     )
 
@@ -141,72 +130,6 @@ def max_contact_id(engine: Engine) -> int:
         return int(conn.execute(select(func.coalesce(func.max(CT.id), 0))).scalar_one())
 
 
-def _normalised(weights: dict[int, int]) -> dict[int, int]:
-    """The same proportions with a total of at most `WEIGHT_TOTAL` (each weight >= 1).
-
-    Keeps the assignment arithmetic in SQL far from 64-bit overflow on every database.
-    """
-    total = sum(weights.values())
-    if total <= WEIGHT_TOTAL:
-        return dict(weights)
-    return {k: max(1, w * WEIGHT_TOTAL // total) for k, w in weights.items()}
-
-
-def _pooled_account(senders: list[_Sender], weights: dict[int, int]) -> ColumnElement[Any]:
-    """SQL for `capacity.pick` over one channel's senders: a free contact's account.
-
-    Active senders take the contacts; when none is active, all of them do (they wait).
-    `(id * K) % total` is computed as `((id % total) * (K % total)) % total`, the same value.
-    """
-    candidates = [s.id for s in senders if s.active] or [s.id for s in senders]
-    shares = [weights.get(c, 1) for c in candidates]
-    total = sum(shares)
-    slot = ((CT.id % total) * (HASH_MULTIPLIER % total)) % total
-    whens, bound = [], 0
-    for candidate, share in zip(candidates[:-1], shares[:-1], strict=True):
-        bound += share
-        whens.append((slot < bound, literal(candidate)))
-    if not whens:
-        return literal(candidates[-1])
-    return case(*whens, else_=literal(candidates[-1]))
-
-
-def _assignment(plan: _Plan, cancelled: bool, closed: bool) -> Select[Any]:
-    """Each member of the chunk with its account and skip reason, computed by the database.
-
-    Owner-bound contacts only go to their owner, and only when the owner sends on the
-    contact's channel (DESIGN 9); the others are spread by capacity (`capacity.pick`).
-    """
-    by_channel: dict[str, list[_Sender]] = {}
-    for sender in plan.senders:
-        by_channel.setdefault(sender.channel, []).append(sender)
-    weights = _normalised(plan.weights)
-    owner_ok = or_(
-        false(),
-        *(
-            and_(CT.channel == channel, CT.owner_id.in_([s.id for s in senders]))
-            for channel, senders in by_channel.items()
-        ),
-    )
-    pooled = case(
-        *((CT.channel == ch, _pooled_account(ss, weights)) for ch, ss in by_channel.items()),
-        else_=null(),
-    )
-    account = case((CT.owner_id.is_(None), pooled), (owner_ok, CT.owner_id), else_=null())
-    reason: ColumnElement[Any] = case(
-        (SP.reason.is_not(None), SP.reason),
-        (and_(CT.owner_id.is_not(None), not_(owner_ok)), literal("owner_not_in_campaign")),
-        (
-            and_(CT.owner_id.is_(None), CT.channel.not_in(list(by_channel))),
-            literal("no_reachable_account"),
-        ),
-        else_=literal("window_closed") if closed else null(),
-    )
-    if cancelled:
-        reason = literal("cancelled")
-    return select(CT.id.label("contact_id"), account.label("account_id"), reason.label("reason"))
-
-
 def _chunk_end(conn: Connection, after_id: int, upto_id: int, size: int) -> int | None:
     """The last contact id of the next chunk of `size` contacts, None when none is left.
 
@@ -232,7 +155,6 @@ def _write_chunk(
     Returns the chunk's last contact id (None when nothing is left) and the accounts that
     got pending rows. Rows already present are left alone (`ON CONFLICT DO NOTHING`).
     """
-    insert = sqlite_insert if is_sqlite(engine) else pg_insert
     with for_writing(engine).begin() as conn:
         # Lock the run row: a concurrent cancel waits, so no pending row slips in after it.
         status, end_at = conn.execute(
@@ -241,50 +163,43 @@ def _write_chunk(
         last_id = _chunk_end(conn, after_id, plan.snapshot_max, size)
         if last_id is None:
             return None, set()
-        closed = end_at is not None and end_at <= utcnow()
-        members = (
-            _assignment(plan, status == CampaignStatus.CANCELLED, closed)
-            .select_from(tables.contacts.outerjoin(tables.suppressions, SP.contact_id == CT.id))
-            .where(compile_segment(plan.expression), CT.id > after_id, CT.id <= last_id)
-            .subquery()
-        )
-        now = utcnow()
-        rows = select(
-            literal(plan.run_id),
-            members.c.contact_id,
-            members.c.account_id,
-            case(
-                (members.c.reason.is_(None), literal(DeliveryState.PENDING.value)),
-                else_=literal(DeliveryState.SKIPPED.value),
-            ),
-            members.c.reason,
-            literal(0),
-            literal(now, D.created_at.type),
-            literal(now, D.created_at.type),
-        ).where(true())  # SQLite needs a WHERE before ON CONFLICT in INSERT ... SELECT
-        stmt = (
-            insert(tables.deliveries)
-            .from_select(
-                [
-                    "run_id",
-                    "contact_id",
-                    "account_id",
-                    "state",
-                    "reason",
-                    "attempts",
-                    "created_at",
-                    "updated_at",
-                ],
-                rows,
-            )
-            .on_conflict_do_nothing(index_elements=["run_id", "contact_id"])
-            .returning(D.account_id, D.state)
-        )
-        pending = {a for a, s in conn.execute(stmt) if s == DeliveryState.PENDING}
+        members = assigned_members(
+            plan.senders,
+            plan.weights,
+            cancelled=status == CampaignStatus.CANCELLED,
+            closed=end_at is not None and end_at <= utcnow(),
+        ).where(compile_segment(plan.expression), CT.id > after_id, CT.id <= last_id)
+        pending = _insert(conn, plan.run_id, members.subquery())
         conn.execute(
             update(CampaignRun).where(R.id == plan.run_id).values(materialised_upto=last_id)
         )
     return last_id, pending
+
+
+def _insert(conn: Connection, run_id: int, members: Subquery) -> set[int]:
+    """INSERT ... SELECT the members' delivery rows; the accounts that got pending ones."""
+    now = literal(utcnow(), D.created_at.type)
+    rows = select(
+        literal(run_id),
+        members.c.contact_id,
+        members.c.account_id,
+        case(
+            (members.c.reason.is_(None), literal(DeliveryState.PENDING.value)),
+            else_=literal(DeliveryState.SKIPPED.value),
+        ),
+        members.c.reason,
+        literal(0),
+        now,
+        now,
+    ).where(true())  # SQLite needs a WHERE before ON CONFLICT in INSERT ... SELECT
+    insert = sqlite_insert if conn.dialect.name == "sqlite" else pg_insert
+    stmt = (
+        insert(tables.deliveries)
+        .from_select(INSERTED, rows)
+        .on_conflict_do_nothing(index_elements=["run_id", "contact_id"])
+        .returning(D.account_id, D.state)
+    )
+    return {account for account, state in conn.execute(stmt) if state == DeliveryState.PENDING}
 
 
 def _finish(engine: Engine, run_id: int) -> None:
