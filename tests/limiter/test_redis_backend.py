@@ -211,6 +211,8 @@ def test_the_backend_works_over_the_embedded_unix_socket_redis(tmp_path: Path) -
         backend = RedisBackend.from_url(url, unique_prefix())
         limiter = make_limiter(backend, BUSY, rng=random.Random(5))
         times = limiter.reserve(30)
+        backend.client.script_flush()  # a server that forgot the script loads it again
+        times += limiter.reserve(10)
         assert violations(times, BUSY, limiter.calendar.tz) == []
         backend.client.close()
     finally:

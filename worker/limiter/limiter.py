@@ -81,6 +81,7 @@ class AccountLimiter:
             raise ValueError(f"window_margin_ms must not be negative, got {window_margin_ms}")
         self._margin_ms = window_margin_ms
         self._period: OpenPeriod | None = None
+        self._quota: tuple[LocalDay, DayQuota] | None = None
         self.rate_multiplier = rate_multiplier
 
     @property
@@ -97,6 +98,7 @@ class AccountLimiter:
             Window(w.span_ms + self._margin_ms, w.limit) for w in self.limits.windows()
         )
         self._unlimited = self.limits.is_unlimited
+        self._quota = None
 
     @property
     def windows(self) -> tuple[Window, ...]:
@@ -110,7 +112,8 @@ class AccountLimiter:
         today is full. `not_before` (epoch seconds) delays the first one, for cooldowns and
         campaign starts.
         """
-        return self.reserve_until(count, not_before=not_before).times_s
+        times_ms, _ = self._reserve_from(count, not_before, None)
+        return [t / 1000 for t in times_ms]
 
     def reserve_until(
         self, count: int, *, not_before: float | None = None, not_after: float | None = None
@@ -121,15 +124,8 @@ class AccountLimiter:
         end of its slice should not reserve beyond it. When fewer than `count` fit,
         `next_open_s` says when to ask again.
         """
-        if count < 0:
-            raise ValueError(f"count must not be negative, got {count}")
-        if count == 0:
-            return Slots([])
-        at_ms = int(self._clock() * 1000)
-        if not_before is not None:
-            at_ms = max(at_ms, math.ceil(not_before * 1000))
         until_ms = None if not_after is None else math.floor(not_after * 1000)
-        times_ms, next_ms = self._reserve_ms(count, at_ms, until_ms)
+        times_ms, next_ms = self._reserve_from(count, not_before, until_ms)
         return Slots([t / 1000 for t in times_ms], None if next_ms is None else next_ms / 1000)
 
     def batch_size(self, default: int, horizon_s: float = 30.0) -> int:
@@ -146,6 +142,19 @@ class AccountLimiter:
         if self.limits.per_day is not None:
             cap = min(cap, self.limits.per_day)
         return max(1, cap)
+
+    def _reserve_from(
+        self, count: int, not_before: float | None, until_ms: int | None
+    ) -> tuple[list[int], int | None]:
+        """`_reserve_ms` from now by `clock`, or from `not_before` when later."""
+        if count < 0:
+            raise ValueError(f"count must not be negative, got {count}")
+        if count == 0:
+            return [], None
+        at_ms = int(self._clock() * 1000)
+        if not_before is not None:
+            at_ms = max(at_ms, math.ceil(not_before * 1000))
+        return self._reserve_ms(count, at_ms, until_ms)
 
     def _reserve_ms(
         self, count: int, at_ms: int, until_ms: int | None
@@ -170,25 +179,34 @@ class AccountLimiter:
         """One backend call inside one open period (rebuilding a missing day count)."""
         if self._unlimited:
             return Reservation((from_ms,) * len(gaps), Outcome.RESERVED)
-        day = None
-        if self.limits.per_day is not None:
-            seed = None if self._day_counter else 0
-            day = DayQuota(period.day.key, self.limits.per_day, period.day.end_ms, seed)
-
-        def call(quota: DayQuota | None) -> Reservation:
-            return self.backend.reserve(
-                self.account_key,
-                windows=self._windows,
-                gaps_ms=gaps,
-                open_from_ms=from_ms,
-                open_until_ms=until_ms,
-                day=quota,
-            )
-
-        got = call(day)
+        day = self._day_quota(period.day)
+        got = self._call(gaps, from_ms, until_ms, day)
         if got.outcome is Outcome.DAY_COUNT_MISSING and day and self._day_counter:
-            got = call(replace(day, count_if_missing=self._day_counter(period.day)))
+            seeded = replace(day, count_if_missing=self._day_counter(period.day))
+            got = self._call(gaps, from_ms, until_ms, seeded)
         return got
+
+    def _call(
+        self, gaps: list[int], from_ms: int, until_ms: int, day: DayQuota | None
+    ) -> Reservation:
+        """One `backend.reserve` for this account and its windows."""
+        return self.backend.reserve(
+            self.account_key,
+            windows=self._windows,
+            gaps_ms=gaps,
+            open_from_ms=from_ms,
+            open_until_ms=until_ms,
+            day=day,
+        )
+
+    def _day_quota(self, day: LocalDay) -> DayQuota | None:
+        """The per-day cap of a local day for the backend, cached like the open period."""
+        if self.limits.per_day is None:
+            return None
+        if self._quota is None or self._quota[0] is not day:
+            seed = None if self._day_counter else 0
+            self._quota = (day, DayQuota(day.key, self.limits.per_day, day.end_ms, seed))
+        return self._quota[1]
 
     def _open_period(self, at_ms: int) -> OpenPeriod:
         """The open period at or after `at_ms`, cached: most calls fall in the last one."""

@@ -4,10 +4,19 @@ Works with any `redis.Redis` client (TCP or unix socket). Keys share the account
 `<prefix>:{<account_key>}:...`, so one script touches one cluster slot, and every key carries
 a TTL: slots expire after the longest window, the last-send state a day after the last slot,
 day counters a day after their local day ends.
+
+A reservation is one round trip, so the client's own work per call shows in the rate: the
+script's arguments that only change with the windows are built once, and each thread sends
+on a connection pinned for it (`redis.Redis.client()` on the client's pool) instead of
+checking one out of the pool and back on every call.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
+import threading
+import weakref
 from collections.abc import Sequence
 from importlib import resources
 from typing import Any
@@ -20,6 +29,9 @@ from worker.limiter.model import Window
 
 DEFAULT_PREFIX = "siyu:limiter"
 _LUA = resources.files("worker.limiter").joinpath("reserve.lua").read_text(encoding="utf-8")
+_SHA = hashlib.sha1(_LUA.encode("utf-8")).hexdigest()  # what SCRIPT LOAD replies
+_OUTCOMES = tuple(Outcome)  # indexed by the script's outcome number
+_NO_DAY = (0, 0, 0)  # day_limit 0: the script leaves the day counter alone
 
 
 class RedisBackend:
@@ -30,7 +42,8 @@ class RedisBackend:
             raise ValueError("prefix must not be empty")
         self.client = client
         self.prefix = prefix
-        self._script = client.register_script(_LUA)  # EVALSHA, loading the script if needed
+        self._pinned = pinned(client)
+        self._window_args: tuple[Sequence[Window], tuple[int, ...]] = ((), (0,))
 
     @classmethod
     def from_url(cls, url: str, prefix: str = DEFAULT_PREFIX) -> RedisBackend:
@@ -54,21 +67,80 @@ class RedisBackend:
     ) -> Reservation:
         """Reserve up to `len(gaps_ms)` send times (see `worker.limiter.backend`)."""
         check_request(account_key, gaps_ms, open_from_ms, open_until_ms, day)
-        args: list[int] = [open_from_ms, open_until_ms]
         if day is None:
-            args += [0, 0, 0]
+            day_args: tuple[int, ...] = _NO_DAY
         else:
             seed = -1 if day.count_if_missing is None else day.count_if_missing
-            args += [day.limit, day.end_ms, seed]
-        args.append(len(windows))
-        for window in windows:
-            args += [window.span_ms, window.limit]
-        args.extend(gaps_ms)
+            day_args = (day.limit, day.end_ms, seed)
         keys = self.keys(account_key, day.key if day else "")
+        args = (open_from_ms, open_until_ms, *day_args, *self._window_args_for(windows), *gaps_ms)
         try:
-            reply: Any = self._script(keys=keys, args=args)
+            reply: Any = self._eval(keys, args)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             raise ServiceUnavailable(f"Redis is unreachable for rate limiting: {exc}") from exc
-        outcome = Outcome(int(reply[0]))
-        resume = int(reply[1]) if outcome in (Outcome.CLOSED, Outcome.DAY_FULL) else None
-        return Reservation(tuple(int(t) for t in reply[2:]), outcome, resume)
+        outcome = _OUTCOMES[reply[0]]  # integer replies arrive as ints
+        resume = reply[1] if outcome in (Outcome.CLOSED, Outcome.DAY_FULL) else None
+        return Reservation(tuple(reply[2:]), outcome, resume)
+
+    def _window_args_for(self, windows: Sequence[Window]) -> tuple[int, ...]:
+        """ARGV's window part, n_windows then span/limit pairs; rebuilt only for new windows.
+
+        An `AccountLimiter` passes the same tuple on every call, so an identity check skips
+        the work. The cache is one (windows, args) pair, read and replaced whole, so threads
+        sharing a backend with different windows never pair one's windows with the other's
+        arguments; and it holds the windows, so their id cannot be reused meanwhile.
+        """
+        cached = self._window_args
+        if cached[0] is not windows:
+            pairs = [n for window in windows for n in (window.span_ms, window.limit)]
+            cached = self._window_args = (windows, (len(windows), *pairs))
+        return cached[1]
+
+    def _eval(self, keys: list[str], args: tuple[int, ...]) -> Any:
+        """EVALSHA the script, loading it first on a server that does not know it yet."""
+        client = self._pinned.client(self.client)
+        try:
+            return client.evalsha(_SHA, len(keys), *keys, *args)
+        except redis.exceptions.NoScriptError:  # a new, restarted or flushed server
+            client.script_load(_LUA)
+            return client.evalsha(_SHA, len(keys), *keys, *args)
+
+
+class PinnedConnections:
+    """Per thread (and process), a single-connection client on one shared client's pool.
+
+    `redis.Redis.client()` pins a connection of the pool, so a call skips the pool's
+    checkout, return and readiness check. Every backend on the same shared client uses the
+    same `PinnedConnections` (see `pinned`), so a process keeps one connection per thread
+    that reserves, however many backends it makes; a thread's connection goes back to the
+    pool when the thread ends. A forked child pins its own: it must not share its parent's
+    socket. A client made with `single_connection_client=True` is used as it is.
+    """
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def client(self, shared: redis.Redis) -> redis.Redis:
+        """This thread's client on `shared`; made on first use, so errors surface in a call."""
+        local = self._local
+        if getattr(local, "pid", None) != os.getpid():
+            local.client = shared if shared.connection is not None else shared.client()
+            local.pid = os.getpid()
+        client: redis.Redis = local.client
+        return client
+
+
+_PINNED: weakref.WeakKeyDictionary[redis.Redis, PinnedConnections] = weakref.WeakKeyDictionary()
+_PINNED_LOCK = threading.Lock()
+
+
+def pinned(client: redis.Redis) -> PinnedConnections:
+    """The pinned connections on `client`, shared by every backend on it while it lives.
+
+    Weakly keyed, and holding no reference to `client`, so they go when the client goes.
+    """
+    with _PINNED_LOCK:
+        found = _PINNED.get(client)
+        if found is None:
+            found = _PINNED[client] = PinnedConnections()
+        return found

@@ -1,9 +1,13 @@
 -- Reserve the next permitted send times of one sender account, atomically.
 -- Semantics: worker/limiter/backend.py (memory.py is the same algorithm in Python).
 -- Needs Redis >= 6.2 (SET ... PXAT). Few redis.call()s: each one costs more than the Lua.
+-- One slot for a busy account takes TIME, MGET (state and day counter), a ZRANGE per window
+-- that holds enough slots to bind, SET of the day counter, ZADD and SET of the state.
 --
 -- KEYS: [1] slots  sorted set of reserved send times (score = epoch ms, member "ms:seq")
---       [2] state  string "last_ms:seq": the latest reserved time and a member counter
+--       [2] state  string "last_ms:seq:slots_expiry_ms:slots_stored": the latest reserved
+--                  time, a member counter, the expiry last given to KEYS[1], and at least
+--                  as many as KEYS[1] holds (older states lack the last two fields)
 --       [3] day    string: slots counted on the account's current local day
 -- ARGV: [1] open_from_ms          earliest permitted time (quiet end, not_before, day start)
 --       [2] open_until_ms         slots must fall before this (quiet start, day end, horizon)
@@ -16,10 +20,12 @@
 --        would fall at or after open_until_ms (resume at that slot's time), 2 = day full
 --        (resume at day_end_ms), 3 = day counter missing and no seed (nothing reserved).
 -- Clock: redis TIME, so every caller shares one clock whatever its host says.
--- Expiry: slots live until the longest window has passed the last slot, the state a day
--- after the last slot, a day counter a day after its local day.
+-- Expiry: slots live until the longest window has passed the last slot (and at most one
+-- more longest window: see the end), the state a day after the last slot, a day counter a
+-- day after its local day.
 
-local clock = redis.call('TIME')
+local call, max = redis.call, math.max
+local clock = call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 local open_from = tonumber(ARGV[1])
 local open_until = tonumber(ARGV[2])
@@ -35,50 +41,61 @@ for w = 1, n_windows do
   limits[w] = tonumber(ARGV[6 + 2 * w])
   if spans[w] > longest then longest = spans[w] end
 end
-local first_gap = 7 + 2 * n_windows
+local first_gap, last_gap = 7 + 2 * n_windows, #ARGV
 
-local last, seq = nil, 0
-local state = redis.call('GET', KEYS[2])
+-- One read for the state and, when a day is counted, its counter.
+local state, day_stored
+if day_limit > 0 then
+  local got = call('MGET', KEYS[2], KEYS[3])
+  state, day_stored = got[1], tonumber(got[2])
+else
+  state = call('GET', KEYS[2])
+end
+local last, seq, slots_expiry, stored = nil, 0, 0, nil
 if state then
-  local sep = string.find(state, ':', 1, true)
-  last = tonumber(string.sub(state, 1, sep - 1))
-  seq = tonumber(string.sub(state, sep + 1))
+  local l, s, e, n = string.match(state, '^(%d+):(%d+):?(%d*):?(%d*)')
+  last, seq, slots_expiry, stored = tonumber(l), tonumber(s), tonumber(e) or 0, tonumber(n)
 end
 
--- Slots at or before now - longest can no longer bind any window: drop them now and then
--- (every 16th slot, and on every batch) to bound memory without a call each time.
-if longest > 0 and (seq % 16 == 0 or #ARGV - first_gap >= 15) then
-  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - longest)
+if longest > 0 then
+  -- Without a count to trust (a new or older state, or slots that may have expired), ask.
+  if stored == nil or now >= slots_expiry then stored = call('ZCARD', KEYS[1]) end
+  -- Slots at or before now - longest can no longer bind any window: drop them now and then
+  -- (every 16th slot, and on every batch) to bound memory without a call each time.
+  if seq % 16 == 0 or last_gap - first_gap >= 15 then
+    stored = stored - call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - longest)
+  end
 end
 
 local placed = {}
--- The limit-th most recent slot, counting those placed by this call, or nil.
+-- Whether a lookup found a slot: KEYS[1] then existed before this call (and after the trim),
+-- so it has the expiry the state records (the call that created it found none and set one).
+local slots_seen = false
+-- The limit-th most recent slot, counting those placed by this call, or nil. A window whose
+-- limit exceeds what KEYS[1] can hold cannot bind, so it costs no call.
 local function latest(limit)
   local n = #placed
   if n >= limit then return placed[n - limit + 1] end
-  local found = redis.call('ZRANGE', KEYS[1], n - limit, n - limit, 'WITHSCORES')
-  if found[2] then return tonumber(found[2]) end
+  if stored < limit - n then return nil end
+  local found = call('ZRANGE', KEYS[1], n - limit, n - limit, 'WITHSCORES')
+  if found[2] then
+    slots_seen = true
+    return tonumber(found[2])
+  end
   return nil
 end
 
--- The day counter is read only once a slot fits the open period, so walking past days that
+-- The day counter is used only once a slot fits the open period, so walking past days that
 -- are already booked (the slot lands after open_until) never asks the caller for a count.
 local used = nil
-local function day_used()
-  local stored = redis.call('GET', KEYS[3])
-  if stored then return tonumber(stored) end
-  if day_seed >= 0 then return day_seed end
-  return nil
-end
-
 local outcome, resume = 0, 0
-local earliest = math.max(now, open_from)
-for i = first_gap, #ARGV do
+local earliest = max(now, open_from)
+for i = first_gap, last_gap do
   local at = earliest
-  if last then at = math.max(at, last + tonumber(ARGV[i])) end
+  if last then at = max(at, last + tonumber(ARGV[i])) end
   for w = 1, n_windows do
     local ref = latest(limits[w])
-    if ref then at = math.max(at, ref + spans[w]) end
+    if ref then at = max(at, ref + spans[w]) end
   end
   if at >= open_until then
     outcome, resume = 1, at
@@ -86,7 +103,8 @@ for i = first_gap, #ARGV do
   end
   if day_limit > 0 then
     if used == nil then
-      used = day_used()
+      used = day_stored
+      if used == nil and day_seed >= 0 then used = day_seed end
       if used == nil then return {3, 0} end
     end
     if used + #placed >= day_limit then
@@ -98,27 +116,34 @@ for i = first_gap, #ARGV do
   last = at
 end
 
-if used ~= nil then
-  redis.call('SET', KEYS[3], used + #placed, 'PXAT', day_end + DAY_MS)
+-- A stored count that nothing was added to is already what SET would write.
+if used ~= nil and (#placed > 0 or day_stored == nil) then
+  call('SET', KEYS[3], used + #placed, 'PXAT', day_end + DAY_MS)
 end
 
 local reply = {outcome, resume}
-if #placed > 0 then
-  if longest > 0 then
-    local args = {}
-    for j = 1, #placed do
-      args[#args + 1] = placed[j]
-      args[#args + 1] = string.format('%d:%d', placed[j], seq + j)
-      if #args >= 1000 then
-        redis.call('ZADD', KEYS[1], unpack(args))
-        args = {}
-      end
+if #placed == 0 then return reply end
+if longest > 0 then
+  local args = {}
+  for j = 1, #placed do
+    args[#args + 1] = placed[j]
+    args[#args + 1] = string.format('%d:%d', placed[j], seq + j)
+    if #args >= 1000 then
+      call('ZADD', KEYS[1], unpack(args))
+      args = {}
     end
-    if #args > 0 then redis.call('ZADD', KEYS[1], unpack(args)) end
-    redis.call('PEXPIRE', KEYS[1], last - now + longest + 1000)
   end
-  state = string.format('%d:%d', last, seq + #placed)
-  redis.call('SET', KEYS[2], state, 'PX', last - now + DAY_MS)
-  for j = 1, #placed do reply[#reply + 1] = placed[j] end
+  if #args > 0 then call('ZADD', KEYS[1], unpack(args)) end
+  stored = stored + #placed
+  -- The slots must outlive the last one by the longest window. A recorded expiry that does
+  -- already is kept; otherwise it moves a whole window further, so a busy account renews it
+  -- about once per longest window instead of on every call.
+  if not (slots_seen and slots_expiry >= last + longest + 1000) then
+    slots_expiry = last + 2 * longest + 1000
+    call('PEXPIREAT', KEYS[1], slots_expiry)
+  end
 end
+state = string.format('%d:%d:%d:%d', last, seq + #placed, slots_expiry, stored or 0)
+call('SET', KEYS[2], state, 'PX', last - now + DAY_MS)
+for j = 1, #placed do reply[#reply + 1] = placed[j] end
 return reply
