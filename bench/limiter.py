@@ -10,7 +10,9 @@ when the 1-second window ending at it holds more than N events. For siyu the eve
 reserved send times (what the limiter grants) and, separately, the wall-clock times at which
 the processes woke up to send, once with the default 50 ms window margin and once without;
 for `limits` the wall time at which `hit()` returned True. Baseline: redis-py PING round
-trips from 1 and 4 processes, the ceiling of any one-call-per-operation client here.
+trips from 1 and 4 processes through the client's pool, and from 1 process on a pinned
+connection (`Redis.client()`, as `RedisBackend` sends): the ceiling of any
+one-call-per-operation client here. The JSON says which reply parser redis-py used.
 
 Uses only the given Redis (default db 14 on loopback), only keys under its own random
 prefixes, deleted at the end. Prints a table; the last line is one JSON object. Asserts nothing.
@@ -32,6 +34,7 @@ import redis
 from limits import RateLimitItemPerSecond
 from limits.storage import RedisStorage
 from limits.strategies import MovingWindowRateLimiter
+from redis.utils import HIREDIS_AVAILABLE
 
 from worker.limiter import AccountLimiter, AccountLimits, Policy, RedisBackend
 
@@ -78,8 +81,10 @@ def count_for(seconds: float, step: Callable[[], int]) -> tuple[int, float]:
 
 def throughput_worker(mode: str, target: Target, key: str, seconds: float) -> tuple[int, float]:
     """One process's (operations, elapsed) for a mode: ping, siyu, siyu-batch or limits."""
-    if mode == "ping":
+    if mode in ("ping", "ping-pinned"):
         client = redis.Redis.from_url(target.url)
+        if mode == "ping-pinned":
+            client = client.client()
         return count_for(seconds, lambda: int(client.ping()))
     if mode == "limits":
         strategy = target.limits_strategy()
@@ -170,7 +175,10 @@ def measure(target: Target, seconds: float, limit: int) -> dict[str, Any]:
         runs = in_processes([(accuracy_worker, mode, target, limit, seconds)] * 4)
         return [event for run in runs for event in run]
 
-    figures: dict[str, Any] = {"ping_rate_1p": one("ping")}
+    figures: dict[str, Any] = {
+        "ping_rate_1p": one("ping"),
+        "ping_pinned_rate_1p": one("ping-pinned"),
+    }
     figures.update(reserve_rate_1p=one("siyu"), reserve_rate_4p=four("siyu"))
     figures["batch_slot_rate"] = one("siyu-batch")
     figures.update(limits_rate_1p=one("limits"), limits_rate_4p=four("limits"))
@@ -185,17 +193,20 @@ def measure(target: Target, seconds: float, limit: int) -> dict[str, Any]:
     figures["limits_violations"], figures["limits_max_in_1s"] = excess(theirs_at, limit)
     figures.update(allowed=len(siyu), allowed_exact=len(exact), limits_allowed=len(theirs))
     figures["limit_per_s"] = limit
+    figures["parser"] = "hiredis" if HIREDIS_AVAILABLE else "python"
     figures["seconds"] = seconds
     return figures
 
 
 def report(url: str, f: dict[str, Any]) -> None:
     """The table, then the figures as one JSON line."""
-    print(f"siyu limiter benchmark on {url}, {f['seconds']:g} s per measurement\n")
+    print(f"siyu limiter benchmark on {url}, {f['seconds']:g} s per measurement")
+    print(f"redis-py {redis.__version__}, {f['parser']} reply parser\n")
     print(f"{'throughput':<52}{'per second':>14}")
     rows = [
         ("baseline: redis-py PING round trips, 1 process", "ping_rate_1p"),
         ("baseline: redis-py PING round trips, 4 processes", "ping_rate_4p"),
+        ("baseline: PING on a pinned connection, 1 process", "ping_pinned_rate_1p"),
         ("siyu AccountLimiter.reserve(1), 1 process", "reserve_rate_1p"),
         ("siyu AccountLimiter.reserve(1), 4 processes", "reserve_rate_4p"),
         ("siyu AccountLimiter.reserve(100), 1 process: slots", "batch_slot_rate"),
