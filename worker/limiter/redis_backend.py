@@ -2,8 +2,8 @@
 
 Works with any `redis.Redis` client (TCP or unix socket). Keys share the account's hash tag,
 `<prefix>:{<account_key>}:...`, so one script touches one cluster slot, and every key carries
-a TTL: slots expire after the longest window, the last-send state a day after the last slot,
-day counters a day after their local day ends.
+a TTL: slots expire a second plus one to two longest windows after the last slot, the state a day
+after the last slot, day counters a day after their local day ends.
 
 A reservation is one round trip, so the client's own work per call shows in the rate: the
 script's arguments that only change with the windows are built once, and each thread sends
