@@ -22,11 +22,11 @@ from worker.dispatch.compose import Composer, Prepared, idempotency_key
 from worker.dispatch.kick import kick_lane
 from worker.dispatch.lease import Lease, lane_key, lane_queued_key
 from worker.dispatch.outbox import Claimed, Outcome
-from worker.dispatch.pacers import LimiterPacer, policies
+from worker.dispatch.pacers import policies
 from worker.dispatch.pacing import Pacer, Unpaced
 from worker.dispatch.recipients import suppress
 from worker.dispatch.sending import Stop, send_one
-from worker.dispatch.sendlog import SendLog
+from worker.dispatch.timing import SendTimer
 from worker.limiter import resolve_policy
 from worker.runtime import SHUTDOWN, Context
 from worker.store.models import AccountState, CampaignStatus, DeliveryState, utcnow
@@ -34,7 +34,6 @@ from worker.store.models import AccountState, CampaignStatus, DeliveryState, utc
 log = logging.getLogger(__name__)
 
 PREPARE_S = 1.0  # claim-side database work happens this long before a reserved send time
-LATE_S = 0.05  # waking later than this after a reserved time means taking a fresh slot
 GROUP_S = 0.5  # sends reserved this close together share one `sending` commit
 PacerFactory = Callable[[Context, runs.AccountInfo], Pacer]
 
@@ -100,7 +99,7 @@ class Lane:
         self.composer = Composer(ctx.settings, account.channel, self.channel.max_text_len)
         self.result = LaneResult(acquired=True)
         self.stop: Stop | None = None
-        self.lease_lost = False
+        self.timer = SendTimer(ctx, account.id, lease, pacer, clock=clock, sleep=sleep)
         self._per_send_s = 0.0
         self._checked_at = clock()
         self.deadline = clock()
@@ -108,18 +107,15 @@ class Lane:
         self.kinds: dict[int, str] = {}
         recipient = resolve_policy(policies(ctx), None, account.channel).recipient
         self.caps = CapGuard(ctx.engine, ctx.redis, recipient)
-        self.sent_log: SendLog | None = None
         self._slots: dict[int, float] = {}
-        if isinstance(pacer, LimiterPacer):
-            limits = pacer.limiter
-            self.sent_log = SendLog.load(
-                ctx.redis, account.id, limits.windows, limits.limits.min_gap_s
-            )
+
+    @property
+    def lease_lost(self) -> bool:
+        return self.timer.lease_lost
 
     def close(self) -> None:
         self.channel.close()
-        if self.sent_log is not None:
-            self.sent_log.save(self.ctx.redis, self.account.id)
+        self.timer.save(self.ctx, self.account.id)
 
     def run(self, deadline: float) -> LaneResult:
         self.deadline = deadline
@@ -127,7 +123,7 @@ class Lane:
             if SHUTDOWN.is_set() or self.waiting_until is not None:
                 break
             if not self.lease.renew():
-                self.lease_lost = True
+                self.timer.lease_lost = True
                 break
             if not self._account_may_send():
                 return self.result
@@ -198,7 +194,7 @@ class Lane:
                 j += 1
             group = prepared.todo[i:j]
             # Wake a little early: the database work before the send must not make it late.
-            if self.stop or self.lease_lost or not self._wait_until(times[i] - PREPARE_S):
+            if self.stop or self.lease_lost or not self.timer.wait_until(times[i] - PREPARE_S):
                 outbox.release(self.engine, [c.id for c, _ in prepared.todo[i:]], self.lease.token)
                 return
             self._send_group(group)
@@ -213,42 +209,6 @@ class Lane:
         if ends:
             limit = min(limit, min(e for e in ends if e).replace(tzinfo=UTC).timestamp())
         return limit
-
-    def _on_time(self, at: float) -> bool:
-        """Wait for the reserved time; if we woke too late, send at a fresh slot instead.
-
-        A send that leaves later than reserved could land too close to the next one; a late
-        slot is left unused (it still counts, which only errs on the safe side).
-        """
-        if not self._wait_until(at):
-            return False
-        if isinstance(self.pacer, Unpaced) or self.clock() <= at + LATE_S:
-            return True
-        fresh = self.pacer.reserve(1, not_after=self.deadline)
-        return bool(fresh) and self._wait_until(fresh[0])
-
-    def _guard_actual_times(self) -> bool:
-        """Wait until a send now keeps every window on actual send times; record it."""
-        if self.sent_log is None:
-            return True
-        wait_s = self.sent_log.wait_s(self.clock())
-        if wait_s > 0 and not self._wait_until(self.clock() + wait_s):
-            return False
-        self.sent_log.record(self.clock())
-        return True
-
-    def _wait_until(self, when: float) -> bool:
-        """Sleep until `when`, renewing the lease; False if the lease was lost."""
-        while True:
-            left = when - self.clock()
-            if left <= 0:
-                return True
-            if SHUTDOWN.is_set():
-                return False
-            self.sleep(min(left, 1.0))
-            if not self.lease.renew():
-                self.lease_lost = True
-                return False
 
     def _send_group(self, group: list[tuple[Claimed, OutboundMessage]]) -> None:
         """Send in chunks of about a second each, re-checking the runs between chunks."""
@@ -326,8 +286,8 @@ class Lane:
             if (
                 self.stop
                 or self.lease_lost
-                or not self._on_time(at)
-                or not self._guard_actual_times()
+                or not self.timer.on_time(at, self.deadline)
+                or not self.timer.guard_actual_times()
             ):
                 outcomes.append(Outcome(claimed.id, DeliveryState.PENDING, error="not sent"))
                 continue
