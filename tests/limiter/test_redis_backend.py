@@ -10,7 +10,7 @@ import multiprocessing
 import random
 import threading
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import pytest
 import redis
@@ -30,16 +30,6 @@ from .timeutil import FakeClock
 
 BUSY = AccountLimits(per_second=5, per_minute=60, min_gap_s=0.02, max_gap_s=0.08)
 FAR_MS = 2**52
-
-
-@pytest.fixture
-def client(redis_client: object) -> redis.Redis:
-    return cast(redis.Redis, redis_client)
-
-
-@pytest.fixture
-def backend(client: redis.Redis) -> RedisBackend:
-    return RedisBackend(client, unique_prefix())
 
 
 def make_limiter(

@@ -14,7 +14,7 @@ import multiprocessing
 import os
 import threading
 import time
-from typing import Any, cast
+from typing import Any
 
 import pytest
 import redis
@@ -30,16 +30,6 @@ from .timeutil import FakeClock
 FAR_MS = 2**52
 WINDOWS = (Window(1000, 3), Window(60_000, 10))
 LONGEST_MS = 60_000
-
-
-@pytest.fixture
-def client(redis_client: object) -> redis.Redis:
-    return cast(redis.Redis, redis_client)
-
-
-@pytest.fixture
-def backend(client: redis.Redis) -> RedisBackend:
-    return RedisBackend(client, unique_prefix())
 
 
 def reserve(
