@@ -1,9 +1,10 @@
 """Turn a run's segment into delivery rows: keyset chunks, constant memory, resumable.
 
-Contacts are walked by id up to the snapshot taken at start; each chunk is one transaction
-that inserts its rows (`ON CONFLICT DO NOTHING`, so a repeat is harmless) and advances
-`materialised_upto`. Excluded members get a `skipped` row with the reason, so every member
-of the segment appears in exactly one state.
+Contacts are walked by id up to the snapshot taken at start; each chunk (a range of contact
+ids) is one transaction: one `INSERT ... SELECT` in which the database picks each member's
+account and skip reason (`campaigns.assignment`), with `ON CONFLICT DO NOTHING` so a repeat
+is harmless, then `materialised_upto` advances. Excluded members get a `skipped` row with
+the reason, so every member of the segment appears in exactly one state.
 """
 
 from __future__ import annotations
@@ -51,8 +52,17 @@ from worker.store.models import (
 R = tables.campaign_runs.c
 CT = tables.contacts.c
 D = tables.deliveries.c
-INSERTED = ["run_id", "contact_id", "account_id", "state", "reason", "attempts"]
-INSERTED += ["created_at", "updated_at"]
+# The delivery columns one INSERT ... SELECT fills, in the order `_insert` selects them.
+INSERTED = (
+    "run_id",
+    "contact_id",
+    "account_id",
+    "state",
+    "reason",
+    "attempts",
+    "created_at",
+    "updated_at",
+)
 
 
 @dataclass(frozen=True)
@@ -195,7 +205,7 @@ def _insert(conn: Connection, run_id: int, members: Subquery) -> set[int]:
     insert = sqlite_insert if conn.dialect.name == "sqlite" else pg_insert
     stmt = (
         insert(tables.deliveries)
-        .from_select(INSERTED, rows)
+        .from_select(list(INSERTED), rows)
         .on_conflict_do_nothing(index_elements=["run_id", "contact_id"])
         .returning(D.account_id, D.state)
     )
