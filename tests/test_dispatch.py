@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 
 from tests.support.fakes import ScriptedChannel, ScriptedLookupChannel, register_fakes
 from tests.support.world import add_accounts, add_campaign, add_contacts, make_context, start
+from worker.campaigns.assignment import HASH_MULTIPLIER, Sender, normalised
 from worker.campaigns.lifecycle import cancel_campaign, pause_campaign, resume_campaign
 from worker.campaigns.materialise import materialise
 from worker.campaigns.status import campaign_status
@@ -112,13 +113,21 @@ def test_an_owner_bound_contact_is_only_messaged_by_its_owner(ctx: Context) -> N
     assert owners == {accounts["a2"]}
 
 
+def pick(contact_id: int, candidates: list[int], weights: dict[int, int]) -> int:
+    """The reference for `assignment.pooled_account`: a weighted hash of the contact id."""
+    slot = (contact_id * HASH_MULTIPLIER) % sum(weights[c] for c in candidates)
+    for candidate in candidates:
+        slot -= weights[candidate]
+        if slot < 0:
+            return candidate
+    raise AssertionError("unreachable: slot < total")
+
+
 @pytest.mark.parametrize("scale", [1, 1_000_000])
 def test_the_database_spreads_free_contacts_by_capacity_like_pick(ctx: Context, scale: int) -> None:
-    """Materialisation assigns in SQL; it must agree with `capacity.pick`, contact by contact,
-    with small weights and with capacities large enough to be scaled down; paused senders
+    """Materialisation assigns in SQL; it must agree with `pick`, contact by contact, with
+    small weights and with capacities large enough to be scaled down; paused senders
     take nothing."""
-    from worker.campaigns.assignment import Sender, normalised
-    from worker.campaigns.capacity import pick
     from worker.campaigns.materialise import _Plan, _write_chunk
 
     ids = add_accounts(ctx.engine, ["big", "mid", "tiny", "paused"])

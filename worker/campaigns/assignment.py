@@ -1,8 +1,10 @@
 """Which account messages which member, as SQL: materialisation runs it in the database.
 
 Owner-bound contacts only go to their owner (DESIGN 9); free contacts are spread over the
-campaign's senders of their channel by capacity, with the same deterministic hash as
-`capacity.pick`, so a repeat of a chunk assigns exactly as the first attempt did.
+campaign's senders of their channel in proportion to capacity weights, by a deterministic
+hash of the contact id, so a repeat of a chunk assigns exactly as the first attempt did:
+with `slot = (id * HASH_MULTIPLIER) % sum(weights)`, a contact goes to the first sender
+whose running total of weights exceeds `slot`.
 """
 
 from __future__ import annotations
@@ -13,12 +15,12 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, case, false, literal, not_, null, or_, select
 
-from worker.campaigns.capacity import HASH_MULTIPLIER
 from worker.store import tables
 
 CT = tables.contacts.c
 SP = tables.suppressions.c
 WEIGHT_TOTAL = 1_000_000  # see normalised
+HASH_MULTIPLIER = 2654435761  # Knuth's multiplicative hash: spreads consecutive ids
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,7 @@ def normalised(weights: dict[int, int]) -> dict[int, int]:
 
 
 def pooled_account(senders: list[Sender], weights: dict[int, int]) -> ColumnElement[Any]:
-    """SQL for `capacity.pick` over one channel's senders: a free contact's account.
+    """SQL for the weighted hash (module docstring) over one channel's senders.
 
     Active senders take the contacts; when none is active, all of them do (they wait).
     `(id * K) % total` is computed as `((id % total) * (K % total)) % total`, the same value.
@@ -68,7 +70,7 @@ def assigned_members(
     The caller adds the WHERE: the segment's condition and the chunk's id range.
 
     Owner-bound contacts only go to their owner, and only when the owner sends on the
-    contact's channel (DESIGN 9); the others are spread by capacity (`capacity.pick`).
+    contact's channel (DESIGN 9); the others are spread by capacity (`pooled_account`).
     """
     by_channel: dict[str, list[Sender]] = {}
     for sender in senders:

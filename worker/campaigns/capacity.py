@@ -14,7 +14,6 @@ from worker.limiter.limiter import zone
 from worker.store.models import Account
 
 INF = float("inf")
-HASH_MULTIPLIER = 2654435761  # Knuth's multiplicative hash: spreads consecutive ids
 
 
 def steady_rate(limits: AccountLimits, margin_ms: int = 0) -> float:
@@ -114,14 +113,3 @@ def split_by_weight(count: int, weights: Sequence[int]) -> list[int]:
     for i in order[: count - sum(shares)]:
         shares[i] += 1
     return shares
-
-
-def pick(contact_id: int, candidates: Sequence[int], weights: Mapping[int, int]) -> int:
-    """Deterministic weighted round-robin over `candidates` by contact id."""
-    total = sum(weights.get(c, 1) for c in candidates)
-    slot = (contact_id * HASH_MULTIPLIER) % total
-    for candidate in candidates:
-        slot -= weights.get(candidate, 1)
-        if slot < 0:
-            return candidate
-    return candidates[-1]
