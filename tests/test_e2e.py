@@ -96,8 +96,7 @@ def test_a_5000_contact_campaign_reaches_each_member_once(
     workers.start(2)
     try:
         start(ctx, "c1")
-        done = wait_for(lambda: campaign_status(ctx.engine, "c1")["status"] == "completed", 240)
-        assert done, workers.logs()
+        workers.await_completed(ctx, "c1", 240)
     finally:
         workers.stop()
     assert_exactly_once(ctx, platform, 5000)
@@ -119,8 +118,7 @@ def test_killing_workers_at_random_never_loses_or_duplicates_a_message(
             for _ in range(6):
                 time.sleep(rng.uniform(1.0, 4.0))
                 workers.kill9_and_restart(rng.randrange(2))
-            done = wait_for(lambda: campaign_status(ctx.engine, "c1")["status"] == "completed", 400)
-            assert done, (campaign_status(ctx.engine, "c1"), workers.logs())
+            workers.await_completed(ctx, "c1", 400)
         finally:
             workers.stop()
         assert workers.started >= 7

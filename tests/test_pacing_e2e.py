@@ -125,10 +125,7 @@ def test_a_campaign_is_paced_to_finish_near_its_end_time(
         workers.start(2)
         try:
             start(sqlite_ctx, "c1")
-            done = wait_for(
-                lambda: campaign_status(sqlite_ctx.engine, "c1")["status"] == "completed", 170
-            )
-            assert done, (campaign_status(sqlite_ctx.engine, "c1"), workers.logs())
+            workers.await_completed(sqlite_ctx, "c1", 170)
         finally:
             workers.stop()
         times = sorted(t for ts in received(url).values() for t in ts)
@@ -162,10 +159,7 @@ def test_429s_make_an_account_back_off_without_being_banned(
         workers.start(1)
         try:
             start(sqlite_ctx, "c1")
-            done = wait_for(
-                lambda: campaign_status(sqlite_ctx.engine, "c1")["status"] == "completed", 240
-            )
-            assert done, (campaign_status(sqlite_ctx.engine, "c1"), workers.logs())
+            workers.await_completed(sqlite_ctx, "c1", 240)
         finally:
             workers.stop()
         stats = httpx.get(f"{url}/v1/stats", timeout=10).json()

@@ -10,7 +10,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from worker.runtime import procs
+from worker.campaigns.status import campaign_status
+from worker.runtime import Context, procs
 
 
 class Workers:
@@ -51,6 +52,14 @@ class Workers:
         return "\n".join(
             p.read_text(errors="replace")[-3000:] for p in self.log_dir.glob("worker-*.log")
         )
+
+    def await_completed(self, ctx: Context, campaign: str, timeout_s: float) -> None:
+        """Wait for the campaign to complete; fail with its status and the workers' logs."""
+
+        def completed() -> bool:
+            return campaign_status(ctx.engine, campaign)["status"] == "completed"
+
+        assert wait_for(completed, timeout_s), (campaign_status(ctx.engine, campaign), self.logs())
 
 
 def wait_for(predicate: Callable[[], bool], timeout_s: float, interval_s: float = 0.5) -> bool:
