@@ -56,8 +56,8 @@ from sqlalchemy import Engine, create_engine, func, insert, select, text  # noqa
 
 from worker.campaigns.lifecycle import CampaignSpec, create_campaign, start_campaign  # noqa: E402
 from worker.campaigns.materialise import materialise  # noqa: E402
+from worker.campaigns.tick import tick  # noqa: E402
 from worker.config import Settings  # noqa: E402
-from worker.dispatch.tick import tick  # noqa: E402
 from worker.runtime import Context, configure_celery, procs  # noqa: E402
 from worker.store.db import init_db, make_engine  # noqa: E402
 from worker.store.models import Account, CampaignRun, Delivery, Segment, utcnow  # noqa: E402

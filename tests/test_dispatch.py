@@ -14,6 +14,7 @@ from worker.campaigns.assignment import HASH_MULTIPLIER, Sender, normalised
 from worker.campaigns.lifecycle import cancel_campaign, pause_campaign, resume_campaign
 from worker.campaigns.materialise import materialise
 from worker.campaigns.status import campaign_status
+from worker.campaigns.tick import tick
 from worker.channels.base import SendResult
 from worker.channels.errors import AccountBanned, RateLimited, Transient
 from worker.channels.memory import HUB
@@ -21,7 +22,6 @@ from worker.dispatch import outbox
 from worker.dispatch.lane import run_lane
 from worker.dispatch.lease import Lease, lane_key
 from worker.dispatch.reconcile import reconcile
-from worker.dispatch.tick import tick
 from worker.runtime import Context
 from worker.store.models import Account, Delivery, Suppression
 

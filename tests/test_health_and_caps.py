@@ -12,13 +12,13 @@ from sqlalchemy import select, update
 from tests.support.fakes import ScriptedChannel, register_fakes
 from tests.support.world import add_accounts, add_campaign, add_contacts, make_context, start
 from worker.campaigns.materialise import materialise
+from worker.campaigns.tick import close_windows
 from worker.channels.base import SendResult
 from worker.channels.errors import AccountBanned
 from worker.channels.memory import HUB
 from worker.dispatch import health
 from worker.dispatch.caps import CapGuard
 from worker.dispatch.lane import run_lane
-from worker.dispatch.tick import close_windows
 from worker.limiter import RecipientLimits
 from worker.runtime import Context
 from worker.store import tables

@@ -43,6 +43,6 @@ def materialise_task(run_id: int) -> None:
 
 @celery_app.task(name="siyu.tick")
 def tick_task() -> None:
-    from worker.dispatch.tick import tick
+    from worker.campaigns.tick import tick
 
     tick(get_context())

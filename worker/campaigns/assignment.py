@@ -13,7 +13,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, case, false, literal, not_, null, or_, select
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Select,
+    and_,
+    case,
+    cast,
+    false,
+    literal,
+    not_,
+    null,
+    or_,
+    select,
+)
 
 from worker.store import tables
 
@@ -47,12 +60,14 @@ def pooled_account(senders: list[Sender], weights: dict[int, int]) -> ColumnElem
     """SQL for the weighted hash (module docstring) over one channel's senders.
 
     Active senders take the contacts; when none is active, all of them do (they wait).
-    `(id * K) % total` is computed as `((id % total) * (K % total)) % total`, the same value.
+    `(id * K) % total` is computed as `((id % total) * (K % total)) % total`, the same value,
+    in 64-bit integers: both factors are below `WEIGHT_TOTAL`, so the product fits in BIGINT
+    but not in PostgreSQL's 4-byte INTEGER that contact ids and small literals have.
     """
     candidates = [s.id for s in senders if s.active] or [s.id for s in senders]
     shares = [weights.get(c, 1) for c in candidates]
     total = sum(shares)
-    slot = ((CT.id % total) * (HASH_MULTIPLIER % total)) % total
+    slot = ((cast(CT.id, BigInteger) % total) * (HASH_MULTIPLIER % total)) % total
     whens, bound = [], 0
     for candidate, share in zip(candidates[:-1], shares[:-1], strict=True):
         bound += share

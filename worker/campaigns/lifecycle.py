@@ -7,11 +7,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from croniter import croniter
-from sqlalchemy import Engine, select, update
-from sqlmodel import Session, col
+from sqlalchemy import Engine, select
+from sqlmodel import Session
 
-from worker.campaigns import lookup
-from worker.campaigns.materialise import count_members, max_contact_id
+from worker.campaigns import lookup, transitions
+from worker.campaigns.tick import tick
 from worker.campaigns.timeparse import parse_when, zone
 from worker.campaigns.validate import render_samples
 from worker.channels.registry import build_channel
@@ -24,9 +24,6 @@ from worker.store.models import (
     CampaignAccount,
     CampaignRun,
     CampaignStatus,
-    Delivery,
-    DeliveryState,
-    Segment,
     utcnow,
 )
 
@@ -116,137 +113,48 @@ def create_campaign(engine: Engine, templates_dir: object, spec: CampaignSpec) -
 
 
 def start_campaign(ctx: Context, name: str) -> CampaignRun:
-    """Start now (materialise + lanes) or schedule for the campaign's start time."""
-    with Session(for_writing(ctx.engine), expire_on_commit=False) as session:
+    """Start now (snapshot + materialise + lanes) or at the campaign's start time.
+
+    The run is opened `scheduled` and begun by a separate compare-and-set, here when it is
+    due, else by the tick: whichever comes first does it once. Returns the run as it is now.
+    """
+    with Session(ctx.engine, expire_on_commit=False) as session:
         campaign = lookup.campaign_by_name(session, name)
-        if campaign.status != CampaignStatus.DRAFT:
-            raise UserError(
-                f"campaign {name!r} is {campaign.status}; only a draft can be started "
-                "(use resume for a paused one)"
-            )
         if campaign.cron:
             raise UserError(
                 "recurring (--cron) campaigns are not implemented yet; create it without --cron"
             )
         for account in lookup.campaign_accounts(session, campaign.id):  # type: ignore[arg-type]
             build_channel(account.channel, account.name, account.config)
-        now = utcnow()
-        due = campaign.start_at is None or campaign.start_at <= now
-        status = CampaignStatus.RUNNING if due else CampaignStatus.SCHEDULED
-        assert campaign.id is not None
-        run = CampaignRun(
-            campaign_id=campaign.id,
-            status=status,
-            start_at=campaign.start_at or now,
-            end_at=campaign.end_at,
-        )
-        session.add(run)
-        campaign.status = status
-        session.add(campaign)
-        session.commit()
-    if due:
-        _begin_run(ctx, run)
-    return run
-
-
-def _begin_run(ctx: Context, run: CampaignRun) -> None:
-    """Snapshot the audience, mark the run running, and trigger materialisation."""
-    with Session(for_writing(ctx.engine), expire_on_commit=False) as session:
-        campaign = session.get(Campaign, run.campaign_id)
-        assert campaign is not None
-        segment = session.get(Segment, campaign.segment_id)
-        assert segment is not None
-        snapshot = max_contact_id(ctx.engine)
-        run.snapshot_max_contact_id = snapshot
-        run.expected_total = count_members(ctx.engine, segment.expression, snapshot)
-        run.started_at = utcnow()
-        run.status = CampaignStatus.RUNNING
-        session.add(run)
-        campaign.status = CampaignStatus.RUNNING
-        session.add(campaign)
-        session.commit()
-    enqueue("siyu.materialise", run.id)
-
-
-def start_due_runs(ctx: Context) -> list[int]:
-    """Scheduled runs whose start time has come begin now (called by the tick)."""
-    with Session(for_writing(ctx.engine), expire_on_commit=False) as session:
-        due = (
-            session.exec(
-                select(CampaignRun).where(  # type: ignore[call-overload]
-                    col(CampaignRun.status) == CampaignStatus.SCHEDULED,
-                    col(CampaignRun.start_at) <= utcnow(),
-                )
-            )
-            .scalars()
-            .all()
-        )
-    for run in due:
-        _begin_run(ctx, run)
-    return [run.id for run in due]
-
-
-def _set_status(engine: Engine, name: str, allowed: tuple[str, ...], new: str) -> Campaign:
-    with Session(for_writing(engine), expire_on_commit=False) as session:
-        campaign = lookup.campaign_by_name(session, name)
-        if campaign.status not in allowed:
-            raise UserError(
-                f"campaign {name!r} is {campaign.status}; this needs it to be "
-                + " or ".join(allowed)
-            )
-        run = lookup.latest_run(session, campaign.id)  # type: ignore[arg-type]
-        campaign.status = new
-        session.add(campaign)
-        if run is not None and run.status in allowed:
-            run.status = new
-            if new == CampaignStatus.RUNNING and run.start_at > utcnow():
-                run.status = campaign.status = CampaignStatus.SCHEDULED
-            session.add(run)
-        session.commit()
-        return campaign
-
-
-def pause_campaign(engine: Engine, name: str) -> Campaign:
-    """Lanes stop claiming this campaign's rows at their next batch."""
-    return _set_status(
-        engine, name, (CampaignStatus.RUNNING, CampaignStatus.SCHEDULED), CampaignStatus.PAUSED
-    )
-
-
-def resume_campaign(ctx: Context, name: str) -> Campaign:
-    """Continue where it stopped; rows already sent are never sent again."""
-    campaign = _set_status(ctx.engine, name, (CampaignStatus.PAUSED,), CampaignStatus.RUNNING)
-    from worker.dispatch.tick import tick
-
-    tick(ctx, force=True)
-    return campaign
-
-
-def cancel_campaign(ctx: Context, name: str) -> Campaign:
-    """Stop for good: every row not yet being sent becomes `skipped` (reason `cancelled`)."""
-    allowed = (
-        CampaignStatus.DRAFT,
-        CampaignStatus.SCHEDULED,
-        CampaignStatus.RUNNING,
-        CampaignStatus.PAUSED,
-    )
-    campaign = _set_status(ctx.engine, name, allowed, CampaignStatus.CANCELLED)
+    run_id = transitions.open_run(ctx.engine, name, campaign.start_at, campaign.end_at)
+    if transitions.begin_run(ctx.engine, run_id):
+        enqueue("siyu.materialise", run_id)
     with Session(ctx.engine) as session:
-        run = lookup.latest_run(session, campaign.id)  # type: ignore[arg-type]
-    if run is None:
-        return campaign
-    with ctx.engine.begin() as conn:
-        conn.execute(
-            update(Delivery)
-            .where(D.run_id == run.id, D.state.in_([DeliveryState.PENDING, DeliveryState.CLAIMED]))
-            .values(
-                state=DeliveryState.SKIPPED,
-                reason="cancelled",
-                lease_owner=None,
-                lease_until=None,
-                updated_at=utcnow(),
-            )
-        )
-    if run.started_at is not None and not run.materialised:
-        enqueue("siyu.materialise", run.id)
-    return campaign
+        run = session.get(CampaignRun, run_id)
+        assert run is not None
+        return run
+
+
+def pause_campaign(engine: Engine, name: str) -> str:
+    """Lanes stop before their next send; nothing claimed is lost."""
+    return transitions.pause(engine, name)
+
+
+def resume_campaign(ctx: Context, name: str) -> str:
+    """Continue where it stopped; rows already sent are never sent again."""
+    transitions.resume(ctx.engine, name)
+    tick(ctx, force=True)  # begins a due run and wakes the lanes now, not in two seconds
+    return current_status(ctx.engine, name)
+
+
+def current_status(engine: Engine, name: str) -> str:
+    with Session(engine) as session:
+        return lookup.campaign_by_name(session, name).status
+
+
+def cancel_campaign(ctx: Context, name: str) -> str:
+    """Stop for good: every row not yet being sent becomes `skipped` (reason `cancelled`)."""
+    unfinished = transitions.cancel(ctx.engine, name)
+    if unfinished is not None:
+        enqueue("siyu.materialise", unfinished)  # writes the rest of the audience as skipped
+    return CampaignStatus.CANCELLED

@@ -43,13 +43,14 @@ from worker.store.models import (
     AccountState,
     CampaignRun,
     CampaignStatus,
-    Contact,
     Delivery,
     DeliveryState,
     utcnow,
 )
 
 R = tables.campaign_runs.c
+# Run states whose audience may still be written: a cancelled run writes the rest as skipped.
+MATERIALISING = (CampaignStatus.RUNNING, CampaignStatus.PAUSED, CampaignStatus.CANCELLED)
 CT = tables.contacts.c
 D = tables.deliveries.c
 # The delivery columns one INSERT ... SELECT fills, in the order `_insert` selects them.
@@ -87,10 +88,10 @@ def _plan(ctx: Context, run_id: int) -> _Plan | None:
             )
             .join(tables.campaigns, C.id == R.campaign_id)
             .join(tables.segments, S.id == C.segment_id)
-            .where(R.id == run_id)
+            .where(R.id == run_id, R.started_at.is_not(None), R.status.in_(MATERIALISING))
         ).first()
     if row is None:
-        return None
+        return None  # not begun (no snapshot yet), or over
     with Session(ctx.engine) as session:
         accounts = lookup.campaign_accounts(session, row[3])
     return _Plan(
@@ -125,21 +126,6 @@ def member_query(expression: str, after_id: int, upto_id: int, limit: int) -> Se
     )
 
 
-def count_members(engine: Engine, expression: str, upto_id: int) -> int:
-    stmt = (
-        select(func.count())
-        .select_from(Contact)
-        .where(compile_segment(expression), CT.id <= upto_id)
-    )
-    with engine.connect() as conn:
-        return int(conn.execute(stmt).scalar_one())
-
-
-def max_contact_id(engine: Engine) -> int:
-    with engine.connect() as conn:
-        return int(conn.execute(select(func.coalesce(func.max(CT.id), 0))).scalar_one())
-
-
 def _chunk_end(conn: Connection, after_id: int, upto_id: int, size: int) -> int | None:
     """The last contact id of the next chunk of `size` contacts, None when none is left.
 
@@ -170,6 +156,8 @@ def _write_chunk(
         status, end_at = conn.execute(
             select(R.status, R.end_at).where(R.id == plan.run_id).with_for_update()
         ).one()
+        if status not in MATERIALISING:
+            return None, set()  # never write into a run that is over (DESIGN 14)
         last_id = _chunk_end(conn, after_id, plan.snapshot_max, size)
         if last_id is None:
             return None, set()
@@ -213,13 +201,19 @@ def _insert(conn: Connection, run_id: int, members: Subquery) -> set[int]:
 
 
 def _finish(engine: Engine, run_id: int) -> None:
+    """Mark the run materialised, only if the cursor really reached the snapshot."""
     with for_writing(engine).begin() as conn:
         total = conn.execute(
             select(func.count()).select_from(Delivery).where(D.run_id == run_id)
         ).scalar_one()
         conn.execute(
             update(CampaignRun)
-            .where(R.id == run_id)
+            .where(
+                R.id == run_id,
+                R.status.in_(MATERIALISING),
+                R.started_at.is_not(None),
+                R.materialised_upto >= R.snapshot_max_contact_id,
+            )
             .values(materialised=True, expected_total=int(total))
         )
 

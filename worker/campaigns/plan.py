@@ -17,8 +17,8 @@ from sqlmodel import Session
 
 from worker.campaigns import lookup
 from worker.campaigns.capacity import sender_weights, simulate, split_by_weight
-from worker.campaigns.materialise import count_members, max_contact_id
 from worker.campaigns.timeparse import iso_utc
+from worker.campaigns.transitions import count_members, max_contact_id
 from worker.dispatch.health import current_multiplier
 from worker.limiter import LocalCalendar, Policy, load_policies, resolve_policy
 from worker.limiter.limiter import zone
@@ -131,12 +131,14 @@ def plan_campaign(
         for a in accounts
     ]
     short = sum(max(0, r.assigned - r.spare) for r in rows if r.spare is not None) if bounded else 0
+    with engine.connect() as conn:
+        members = count_members(conn, segment.expression, max_contact_id(conn))
     etas = [r.eta for r in rows if r.assigned]
     known = [e for e in etas if e is not None]
     return {
         "name": campaign.name,
         "window": {"start": _iso(start_ms), "end": _iso(end_ms) if bounded else None},
-        "members": count_members(engine, segment.expression, max_contact_id(engine)),
+        "members": members,
         "accounts": [asdict(r) for r in rows],
         "fits": short == 0 and all(r.eta is not None for r in rows if r.assigned),
         "would_not_fit": short,

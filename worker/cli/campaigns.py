@@ -77,8 +77,8 @@ def pause(name: str) -> None:
 def resume(name: str) -> None:
     from worker.runtime import get_context
 
-    campaign = lifecycle.resume_campaign(get_context(), name)
-    console.print(f"campaign {name} is {campaign.status}")
+    status = lifecycle.resume_campaign(get_context(), name)
+    console.print(f"campaign {name} is {status}")
 
 
 @app.command("cancel")

@@ -33,8 +33,8 @@ def worker(
     """Run a Celery worker: account lanes, materialisation and the periodic tick."""
     from celery.signals import worker_shutting_down
 
+    from worker.campaigns.tick import Ticker
     from worker.config import get_settings
-    from worker.dispatch.tick import Ticker
     from worker.limiter import load_policies
     from worker.runtime import SHUTDOWN, get_context
     from worker.runtime.celery_app import celery_app

@@ -2,7 +2,10 @@
 
 Any number of processes may call `tick`; a short Redis lock makes one of them do the work per
 interval (DESIGN decision 10). Because the database is the source of truth, a lost or
-duplicated Celery message only delays work until the next tick.
+duplicated Celery message only delays work until the next tick. Every step is a
+compare-and-set (`campaigns.transitions`, `dispatch.outbox`), so a tick may land between any
+two statements of another process. It sits above both campaigns and dispatch: it begins due
+runs, closes windows, reconciles leases and wakes lanes.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import select, update
 
+from worker.campaigns import transitions
 from worker.dispatch import outbox, runs
 from worker.dispatch.kick import kick_lane
 from worker.dispatch.reconcile import reconcile
@@ -44,9 +48,7 @@ def tick(ctx: Context, *, force: bool = False) -> TickReport:
     if not force and not ctx.redis.set(TICK_LOCK, uuid.uuid4().hex, nx=True, px=interval_ms):
         return report
     report.ran = True
-    from worker.campaigns.lifecycle import start_due_runs  # one-way: campaigns sits above
-
-    start_due_runs(ctx)
+    begin_due_runs(ctx)
     close_windows(ctx)
     _wake_cooled_accounts(ctx)
     reconcile(ctx)
@@ -57,6 +59,18 @@ def tick(ctx: Context, *, force: bool = False) -> TickReport:
             report.lanes_kicked.append(account_id)
     report.completed = runs.complete_finished_runs(ctx.engine, live)
     return report
+
+
+def begin_due_runs(ctx: Context) -> list[int]:
+    """Begin scheduled runs whose start time has come, and start their materialisation."""
+    begun = [
+        run_id
+        for run_id in transitions.due_runs(ctx.engine)
+        if transitions.begin_run(ctx.engine, run_id)
+    ]
+    for run_id in begun:
+        enqueue("siyu.materialise", run_id)
+    return begun
 
 
 def close_windows(ctx: Context) -> list[int]:
@@ -88,8 +102,12 @@ def close_windows(ctx: Context) -> list[int]:
 
 
 def _ensure_materialising(ctx: Context) -> list[int]:
-    stmt = select(R.id).where(R.status.in_([CampaignStatus.RUNNING, CampaignStatus.CANCELLED]))
-    stmt = stmt.where(R.materialised.is_(False))
+    """Re-trigger the materialisation of begun runs that have not finished it (lost task)."""
+    stmt = select(R.id).where(
+        R.status.in_([CampaignStatus.RUNNING, CampaignStatus.PAUSED, CampaignStatus.CANCELLED]),
+        R.started_at.is_not(None),
+        R.materialised.is_(False),
+    )
     with ctx.engine.connect() as conn:
         run_ids = [row[0] for row in conn.execute(stmt)]
     kicked = []
