@@ -94,21 +94,27 @@ def set_account_state(
 
 
 def complete_finished_runs(engine: Engine, run_ids: list[int] | None = None) -> list[int]:
-    """Mark running runs completed once materialised with no open delivery left."""
+    """Complete running runs that are materialised and have no open delivery left.
+
+    Each completion is one conditional UPDATE whose WHERE holds the whole rule, taken after
+    the campaign row's lock (the order every transition locks in, `campaigns.transitions`),
+    so a run that can still gain deliveries is never completed.
+    """
     open_rows = exists().where(D.run_id == R.id, D.state.in_(list(OPEN_STATES)))
-    stmt = select(R.id, R.campaign_id).where(
-        R.status == CampaignStatus.RUNNING, R.materialised.is_(True), ~open_rows
-    )
+    finished = (R.status == CampaignStatus.RUNNING, R.materialised.is_(True), ~open_rows)
+    stmt = select(R.id, R.campaign_id).where(*finished)
     if run_ids is not None:
         stmt = stmt.where(R.id.in_(run_ids))
+    with engine.connect() as conn:
+        candidates = conn.execute(stmt).all()
     done: list[int] = []
-    with for_writing(engine).begin() as conn:
-        for run_id, campaign_id in conn.execute(stmt).all():
-            now = utcnow()
+    for run_id, campaign_id in candidates:
+        with for_writing(engine).begin() as conn:
+            conn.execute(select(C.id).where(C.id == campaign_id).with_for_update())
             changed = conn.execute(
                 update(CampaignRun)
-                .where(R.id == run_id, R.status == CampaignStatus.RUNNING)
-                .values(status=CampaignStatus.COMPLETED, finished_at=now)
+                .where(R.id == run_id, *finished)
+                .values(status=CampaignStatus.COMPLETED, finished_at=utcnow())
             ).rowcount
             if changed:
                 conn.execute(
