@@ -6,7 +6,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from tests.support.fakes import ScriptedChannel, ScriptedLookupChannel, register_fakes
 from tests.support.world import add_accounts, add_campaign, add_contacts, make_context, start
@@ -19,10 +19,14 @@ from worker.channels.base import SendResult
 from worker.channels.errors import AccountBanned, RateLimited, Transient
 from worker.channels.memory import HUB
 from worker.dispatch import outbox
+from worker.dispatch.compose import idempotency_key
+from worker.dispatch.keys import keys
 from worker.dispatch.lane import run_lane
-from worker.dispatch.lease import Lease, lane_key
+from worker.dispatch.lease import Lease
 from worker.dispatch.reconcile import reconcile
 from worker.runtime import Context
+from worker.store import tables
+from worker.store.db import installation_id
 from worker.store.models import Account, Delivery, Suppression
 
 D = Delivery.__table__.c
@@ -37,10 +41,23 @@ def ctx(db_url: str, redis_url: str, tmp_path: Path) -> Context:
     return make_context(db_url, redis_url, tmp_path, claim_batch=50)
 
 
+EXPIRED = -1.0  # a database lease that has already passed: a dead lane's rows
+
+
+def key_of(ctx: Context, run_id: int, contact_id: int) -> str:
+    return idempotency_key(installation_id(ctx.engine), run_id, contact_id)
+
+
 def states(ctx: Context) -> Counter[str]:
     with ctx.engine.connect() as conn:
         rows = conn.execute(select(D.state, func.count()).group_by(D.state)).all()
     return Counter({state: n for state, n in rows})
+
+
+def make_due(ctx: Context) -> None:
+    """Let every backoff pass."""
+    with ctx.engine.begin() as conn:
+        conn.execute(update(tables.deliveries).values(not_before=None))
 
 
 def run_id_of(ctx: Context) -> int:
@@ -185,7 +202,7 @@ def test_the_database_spreads_free_contacts_by_capacity_like_pick(
 def test_only_one_lane_per_account_runs_at_a_time(ctx: Context) -> None:
     accounts = add_accounts(ctx.engine, ["a1"])
     started(ctx, accounts, n=10)
-    other = Lease(ctx.redis, lane_key(accounts["a1"]), 5000)
+    other = Lease(ctx.redis, keys(ctx).lane(accounts["a1"]), 5000)
     assert other.acquire()
     assert run_lane(ctx, accounts["a1"]).acquired is False
     assert states(ctx) == Counter({"pending": 10})
@@ -196,42 +213,59 @@ def test_only_one_lane_per_account_runs_at_a_time(ctx: Context) -> None:
 def test_claimed_rows_of_a_dead_lane_go_back_to_pending(ctx: Context) -> None:
     accounts = add_accounts(ctx.engine, ["a1"])
     run_id = started(ctx, accounts, n=10)
-    claimed = outbox.claim(ctx.engine, accounts["a1"], [run_id], 4, "dead-lane", 60)
+    claimed = outbox.claim(ctx.engine, accounts["a1"], [run_id], 4, "dead-lane", EXPIRED)
     assert len(claimed) == 4
     reconcile(ctx)
     assert states(ctx) == Counter({"pending": 10})
 
 
-def test_a_live_lanes_rows_are_left_alone_by_the_reconciler(ctx: Context) -> None:
+def test_a_live_lanes_rows_are_left_alone_by_the_reconciler_even_past_their_lease(
+    ctx: Context,
+) -> None:
+    """The lane still holds its Redis lease: its rows are its own, whatever their lease says."""
     accounts = add_accounts(ctx.engine, ["a1"])
     run_id = started(ctx, accounts, n=10)
-    lease = Lease(ctx.redis, lane_key(accounts["a1"]), 5000)
+    lease = Lease(ctx.redis, keys(ctx).lane(accounts["a1"]), 5000)
     assert lease.acquire()
-    outbox.claim(ctx.engine, accounts["a1"], [run_id], 4, lease.token, 60)
+    claimed = outbox.claim(ctx.engine, accounts["a1"], [run_id], 4, lease.token, EXPIRED)
+    outbox.mark_sending(ctx.engine, [c.id for c in claimed[:2]], lease.token)
     reconcile(ctx)
-    assert states(ctx) == Counter({"pending": 6, "claimed": 4})
+    assert states(ctx) == Counter({"pending": 6, "claimed": 2, "sending": 2})
+
+
+def test_rows_within_their_lease_wait_even_when_their_lane_lost_redis(ctx: Context) -> None:
+    """Redis lost the lane's lease (a restart): the lane may still be finishing a send, so
+    its rows are taken over only once their database lease has passed too."""
+    accounts = add_accounts(ctx.engine, ["a1"])
+    run_id = started(ctx, accounts, n=10)
+    claimed = outbox.claim(ctx.engine, accounts["a1"], [run_id], 4, "gone-from-redis", 60)
+    outbox.mark_sending(ctx.engine, [c.id for c in claimed[:2]], "gone-from-redis")
+    reconcile(ctx)
+    assert states(ctx) == Counter({"pending": 6, "claimed": 2, "sending": 2})
 
 
 def test_ambiguous_sends_are_settled_by_lookup_and_never_sent_twice(ctx: Context) -> None:
     accounts = add_accounts(ctx.engine, ["a1"], channel="scripted_lookup")
     run_id = started(ctx, accounts, n=4, channel="scripted_lookup")
-    claimed = outbox.claim(ctx.engine, accounts["a1"], [run_id], 4, "dead", 60)
+    claimed = outbox.claim(ctx.engine, accounts["a1"], [run_id], 4, "dead", EXPIRED)
     outbox.mark_sending(ctx.engine, [c.id for c in claimed], "dead")
-    ScriptedLookupChannel.accepted[f"siyu-{run_id}-{claimed[0].contact_id}"] = "m-1"
+    ScriptedLookupChannel.accepted[key_of(ctx, run_id, claimed[0].contact_id)] = "m-1"
     reconcile(ctx)
     assert states(ctx) == Counter({"sent": 1, "pending": 3})
     ScriptedChannel.scripts["a1"] = lambda m: SendResult("m-" + m.idempotency_key)
+    assert run_lane(ctx, accounts["a1"], slice_s=5).sent == 0, "not before their backoff"
+    make_due(ctx)
     drain(ctx, [accounts["a1"]])
     assert states(ctx) == Counter({"sent": 4})
     sent_keys = [m.idempotency_key for _, m in ScriptedChannel.attempts]
-    assert f"siyu-{run_id}-{claimed[0].contact_id}" not in sent_keys
+    assert key_of(ctx, run_id, claimed[0].contact_id) not in sent_keys
     assert len(sent_keys) == 3
 
 
 def test_ambiguous_sends_without_lookup_become_unknown_and_are_not_resent(ctx: Context) -> None:
     accounts = add_accounts(ctx.engine, ["a1"], channel="scripted")
     run_id = started(ctx, accounts, n=3, channel="scripted")
-    claimed = outbox.claim(ctx.engine, accounts["a1"], [run_id], 2, "dead", 60)
+    claimed = outbox.claim(ctx.engine, accounts["a1"], [run_id], 2, "dead", EXPIRED)
     outbox.mark_sending(ctx.engine, [c.id for c in claimed], "dead")
     reconcile(ctx)
     ScriptedChannel.scripts["a1"] = lambda m: SendResult("ok")
@@ -308,7 +342,7 @@ def test_cancel_skips_the_rest_with_reason_cancelled(ctx: Context) -> None:
 def test_the_tick_finishes_a_run_and_requeues_dead_claims(ctx: Context) -> None:
     accounts = add_accounts(ctx.engine, ["a1"])
     run_id = started(ctx, accounts, n=10)
-    outbox.claim(ctx.engine, accounts["a1"], [run_id], 10, "dead", 60)
+    outbox.claim(ctx.engine, accounts["a1"], [run_id], 10, "dead", EXPIRED)
     report = tick(ctx, force=True)
     assert report.lanes_kicked == [accounts["a1"]]
     assert states(ctx) == Counter({"pending": 10})

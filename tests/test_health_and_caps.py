@@ -18,6 +18,7 @@ from worker.channels.errors import AccountBanned
 from worker.channels.memory import HUB
 from worker.dispatch import health
 from worker.dispatch.caps import CapGuard
+from worker.dispatch.keys import keys
 from worker.dispatch.lane import run_lane
 from worker.limiter import RecipientLimits
 from worker.runtime import Context
@@ -100,19 +101,31 @@ def test_recipient_caps_count_marketing_sends_across_campaigns(ctx: Context) -> 
     add_campaign(ctx, "c1", ["a1"])
     materialise(ctx, start(ctx, "c1").id)  # type: ignore[arg-type]
     run_lane(ctx, ids["a1"], slice_s=5)
-    guard = CapGuard(ctx.engine, ctx.redis, RecipientLimits(per_day=1, per_week=3))
-    assert guard.capped([1, 2, 3, 4, 5]) == {1, 2, 3, 4, 5}
-    loose = CapGuard(ctx.engine, ctx.redis, RecipientLimits(per_day=2))
-    assert loose.capped([1, 2]) == set()
+    guard = guard_for(ctx, RecipientLimits(per_day=1, per_week=3))
+    assert guard.over_cap([1, 2, 3, 4, 5]) == [True] * 5
+    loose = guard_for(ctx, RecipientLimits(per_day=2))
+    assert loose.over_cap([1, 2, 1, 1]) == [False, False, True, True]
+
+
+def guard_for(ctx: Context, limits: RecipientLimits) -> CapGuard:
+    return CapGuard(ctx.engine, ctx.redis, limits, keys(ctx))
 
 
 def test_a_second_lane_waits_for_a_recipient_another_lane_holds(ctx: Context) -> None:
-    first = CapGuard(ctx.engine, ctx.redis, RecipientLimits(per_day=1))
-    second = CapGuard(ctx.engine, ctx.redis, RecipientLimits(per_day=1))
+    first = guard_for(ctx, RecipientLimits(per_day=1))
+    second = guard_for(ctx, RecipientLimits(per_day=1))
     assert first.lock([1, 2]) == set()
     assert second.lock([2, 3]) == {2}
     first.unlock()
     assert second.lock([2]) == set()
+
+
+def test_a_contact_listed_twice_never_blocks_itself(ctx: Context) -> None:
+    guard = guard_for(ctx, RecipientLimits(per_day=1))
+    assert guard.lock([7, 7, 8]) == set()
+    assert guard.lock([7]) == set(), "already ours"
+    assert guard.held == {7, 8}
+    guard.unlock()
 
 
 def test_capped_contacts_are_skipped_with_reason_frequency_cap(
@@ -161,5 +174,5 @@ def test_service_runs_are_claimed_before_marketing_runs(ctx: Context) -> None:
     ScriptedChannel.scripts["a1"] = lambda m: (order.append(m.idempotency_key), SendResult("x"))[1]
     ctx.settings.claim_batch = 5
     run_lane(ctx, ids["a1"], slice_s=5)
-    assert [key.split("-")[1] for key in order[:10]] == [str(reply.id)] * 10
+    assert [key.split("-")[2] for key in order[:10]] == [str(reply.id)] * 10
     assert len(order) == 20

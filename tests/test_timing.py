@@ -25,13 +25,13 @@ class Clock:
 
 
 class Lease:
-    """Renews `good` times, then fails (None: always renews)."""
+    """A fence that keeps `good` times, then fails (None: always keeps)."""
 
     def __init__(self, good: int | None = None) -> None:
         self.good = good
         self.renewals = 0
 
-    def renew(self) -> bool:
+    def keep(self) -> bool:
         self.renewals += 1
         return self.good is None or self.renewals <= self.good
 
@@ -51,6 +51,11 @@ class Pacer:
     def reserve(self, count: int, *, not_after: float | None = None) -> list[float]:
         self.asked.append((count, not_after))
         return [t for t in self.fresh if not_after is None or t < not_after][:count]
+
+    released: list[float]
+
+    def release(self, times: list[float]) -> None:
+        self.released = [*getattr(self, "released", []), *times]
 
 
 def make_timer(clock: Clock, lease: Lease, pacer: Any = None) -> SendTimer:
@@ -84,22 +89,31 @@ def test_a_lost_lease_ends_the_wait_and_stays_lost() -> None:
 def test_a_wake_within_the_tolerance_sends_on_the_reserved_slot() -> None:
     clock, pacer = Clock(2.0), Pacer([9.0])
     timer = make_timer(clock, Lease(), pacer)
-    assert timer.on_time(2.0 - LATE_S / 2, deadline=100.0) is True
+    assert timer.on_time(2.0 - LATE_S / 2, not_after=100.0) == 2.0 - LATE_S / 2
     assert pacer.asked == [] and clock.now == 2.0
+    assert not hasattr(pacer, "released")
 
 
-def test_a_late_wake_waits_for_a_fresh_slot_before_the_deadline() -> None:
+def test_a_late_wake_gives_its_slot_back_and_waits_for_a_fresh_one_before_the_end() -> None:
     clock, pacer = Clock(2.0), Pacer([5.0])
     timer = make_timer(clock, Lease(), pacer)
-    assert timer.on_time(1.0, deadline=100.0) is True
+    assert timer.on_time(1.0, not_after=100.0) == 5.0
     assert pacer.asked == [(1, 100.0)] and clock.now == 5.0
+    assert pacer.released == [1.0]
 
 
-def test_a_late_wake_without_a_fresh_slot_before_the_deadline_does_not_send() -> None:
+def test_a_late_wake_without_a_fresh_slot_before_the_end_does_not_send() -> None:
     clock, pacer = Clock(2.0), Pacer([50.0])
     timer = make_timer(clock, Lease(), pacer)
-    assert timer.on_time(1.0, deadline=10.0) is False
-    assert clock.now == 2.0
+    assert timer.on_time(1.0, not_after=10.0) is None
+    assert clock.now == 2.0 and pacer.released == [1.0]
+
+
+def test_a_lease_lost_while_waiting_gives_the_slot_back() -> None:
+    clock, pacer = Clock(0.0), Pacer([])
+    timer = make_timer(clock, Lease(good=1), pacer)
+    assert timer.on_time(5.0, not_after=10.0) is None
+    assert timer.lease_lost and pacer.released == [5.0]
 
 
 @pytest.mark.parametrize(

@@ -13,14 +13,14 @@ log = logging.getLogger(__name__)
 @celery_app.task(name="siyu.lane")
 def lane_task(account_id: int) -> dict[str, object]:
     """One bounded slice of an account lane; re-enqueues itself while work remains."""
-    from worker.dispatch.kick import kick_lane
+    from worker.dispatch.kick import follow_up
     from worker.dispatch.lane import run_lane
     from worker.dispatch.pacers import pacer_for
 
     ctx = get_context()
     result = run_lane(ctx, account_id, pacer_factory=pacer_for)
-    if result.acquired and result.more:
-        kick_lane(ctx, account_id, countdown_s=result.retry_after_s)
+    if result.acquired:
+        follow_up(ctx, account_id, result.more, result.retry_after_s)
     return {"account_id": account_id, "sent": result.sent, "more": result.more}
 
 

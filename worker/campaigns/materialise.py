@@ -34,6 +34,7 @@ from worker.audience.segments import compile_segment
 from worker.campaigns import lookup
 from worker.campaigns.assignment import Sender, assigned_members
 from worker.campaigns.capacity import sender_weights
+from worker.dispatch.keys import keys
 from worker.dispatch.lease import Lease
 from worker.runtime import Context
 from worker.store import tables
@@ -73,10 +74,6 @@ class _Plan:
     senders: tuple[Sender, ...]
     snapshot_max: int
     weights: dict[int, int]
-
-
-def lock_key(run_id: int) -> str:
-    return f"siyu:materialise:{run_id}"
 
 
 def _plan(ctx: Context, run_id: int) -> _Plan | None:
@@ -222,10 +219,11 @@ def materialise(
     ctx: Context, run_id: int, *, on_chunk: Callable[[set[int]], None] | None = None
 ) -> bool:
     """Materialise the rest of a run; False if another process is already doing it."""
-    lock = Lease(ctx.redis, lock_key(run_id), 120_000)
+    names = keys(ctx)
+    lock = Lease(ctx.redis, names.materialise(run_id), 120_000)
     if not lock.acquire():
         return False
-    ctx.redis.delete(f"siyu:materialise-queued:{run_id}")
+    ctx.redis.delete(names.materialise_queued(run_id))
     try:
         _materialise_locked(ctx, run_id, lock, on_chunk)
     finally:

@@ -19,6 +19,7 @@ from sqlalchemy import select, update
 
 from worker.campaigns import transitions
 from worker.dispatch import outbox, runs
+from worker.dispatch.keys import keys
 from worker.dispatch.kick import kick_lane
 from worker.dispatch.reconcile import reconcile
 from worker.runtime import Context, enqueue
@@ -28,7 +29,6 @@ from worker.store.models import Account, AccountState, CampaignStatus, DeliveryS
 log = logging.getLogger(__name__)
 __all__ = ["Ticker", "kick_lane", "tick"]
 
-TICK_LOCK = "siyu:tick"
 R = tables.campaign_runs.c
 A = tables.accounts.c
 D = tables.deliveries.c
@@ -45,7 +45,8 @@ class TickReport:
 def tick(ctx: Context, *, force: bool = False) -> TickReport:
     report = TickReport()
     interval_ms = int(ctx.settings.tick_interval_s * 1000)
-    if not force and not ctx.redis.set(TICK_LOCK, uuid.uuid4().hex, nx=True, px=interval_ms):
+    lock = keys(ctx).tick
+    if not force and not ctx.redis.set(lock, uuid.uuid4().hex, nx=True, px=interval_ms):
         return report
     report.ran = True
     begin_due_runs(ctx)
@@ -110,11 +111,11 @@ def _ensure_materialising(ctx: Context) -> list[int]:
     )
     with ctx.engine.connect() as conn:
         run_ids = [row[0] for row in conn.execute(stmt)]
-    kicked = []
+    kicked, names = [], keys(ctx)
     for run_id in run_ids:
-        if ctx.redis.exists(f"siyu:materialise:{run_id}"):
+        if ctx.redis.exists(names.materialise(run_id)):
             continue
-        if ctx.redis.set(f"siyu:materialise-queued:{run_id}", "1", nx=True, px=30_000):
+        if ctx.redis.set(names.materialise_queued(run_id), "1", nx=True, px=30_000):
             enqueue("siyu.materialise", run_id)
             kicked.append(run_id)
     return kicked

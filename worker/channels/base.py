@@ -37,6 +37,14 @@ class Channel(ABC):
     config_keys: ClassVar[frozenset[str]] = frozenset()
     required_config: ClassVar[frozenset[str]] = frozenset()
 
+    @property
+    def send_timeout_s(self) -> float:
+        """The longest one `send` can take; a lane's lease must outlast it (DESIGN 13).
+
+        In-process channels answer at once; network channels return their configured timeout.
+        """
+        return 0.0
+
     def __init__(self, account: str, config: Mapping[str, Any] | None = None) -> None:
         from worker.errors import UserError
 

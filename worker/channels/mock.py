@@ -32,6 +32,8 @@ DEFAULT_TIMEOUT_S = 10.0
 
 # Failures before the request could reach the platform: nothing was sent.
 NOT_SENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+# The platform's own refusals before processing (its injected 500s, 503 overloaded).
+NOT_PROCESSED_STATUSES = (500, 503)
 
 
 class MockChannel(Channel):
@@ -54,6 +56,7 @@ class MockChannel(Channel):
         super().__init__(account, config)
         base_url = _base_url(account, self.config["url"])
         timeout_s = _timeout_s(account, self.config.get("timeout_s", DEFAULT_TIMEOUT_S))
+        self._send_timeout_s = CONNECT_TIMEOUT_S + timeout_s
         self.remote_account = _remote_account(account, self.config.get("remote_account"))
         self._client = httpx.Client(
             base_url=base_url,
@@ -61,6 +64,11 @@ class MockChannel(Channel):
             transport=transport,
             headers={"User-Agent": "siyu-mock-channel"},
         )
+
+    @property
+    def send_timeout_s(self) -> float:
+        """Connecting, then each further phase (write, read) within the configured timeout."""
+        return self._send_timeout_s
 
     def send(self, message: OutboundMessage) -> SendResult:
         path = f"/v1/accounts/{quote(self.remote_account, safe='')}/messages"
@@ -112,8 +120,10 @@ class MockChannel(Channel):
             raise RecipientUnreachable(what)
         if status == 401:
             raise AuthExpired(what)
-        if status >= 500:
+        if status in NOT_PROCESSED_STATUSES:
             raise Transient(what)
+        if status >= 500:  # a gateway's 502/504: the platform behind it may have accepted it
+            raise DeliveryUnknown(what)
         raise ChannelError(what)
 
     def _who(self) -> str:

@@ -1,19 +1,25 @@
 """Per-recipient frequency caps across all marketing campaigns (the policy's `[recipient]`).
 
-Caps are company-wide: they count every `sent` marketing delivery to the contact, whichever
-account sent it, over a rolling day and week. A short Redis lock per contact makes the check
-exact when two lanes reach the same person at once: the second waits and checks again.
+Caps are company-wide: they count every marketing delivery to the contact that was sent or
+may have been (`sent`, `sending`, `unknown`), whichever account sent it, over a rolling day
+and week. A lane checks them before it reserves send slots (a capped contact costs no slot)
+and again right before the send under a short Redis lock per contact, so two lanes reaching
+the same person at once cannot both pass: the second waits and checks again. A contact that
+appears several times in one batch (two runs of one account) is locked once and counted as
+often as it appears.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from collections.abc import Sequence
 from datetime import timedelta
 
 import redis
 from sqlalchemy import Engine, case, func, select
 
+from worker.dispatch.keys import Keys
 from worker.dispatch.lease import release_many
 from worker.limiter import RecipientLimits
 from worker.store import tables
@@ -21,31 +27,28 @@ from worker.store.models import DeliveryState, utcnow
 
 D, R, C = tables.deliveries.c, tables.campaign_runs.c, tables.campaigns.c
 LOCK_MS = 120_000
-
-
-def _lock_key(contact_id: int) -> str:
-    return f"siyu:recipient:{contact_id}"
+COUNTED = (DeliveryState.SENT, DeliveryState.SENDING, DeliveryState.UNKNOWN)
 
 
 def recent_marketing_sends(
     engine: Engine, contact_ids: Sequence[int]
 ) -> dict[int, tuple[int, int]]:
-    """contact id -> (sent in the last 24 h, sent in the last 7 days), marketing only."""
+    """contact id -> (messages in the last 24 h, in the last 7 days), marketing only.
+
+    A row in flight or ambiguous counts at its last update: it may have reached the person.
+    """
     now = utcnow()
     day_ago, week_ago = now - timedelta(days=1), now - timedelta(days=7)
+    at = func.coalesce(D.sent_at, D.updated_at)
     stmt = (
-        select(
-            D.contact_id,
-            func.sum(case((D.sent_at >= day_ago, 1), else_=0)),
-            func.count(),
-        )
+        select(D.contact_id, func.sum(case((at >= day_ago, 1), else_=0)), func.count())
         .join(tables.campaign_runs, R.id == D.run_id)
         .join(tables.campaigns, C.id == R.campaign_id)
         .where(
-            D.contact_id.in_(contact_ids),
-            D.state == DeliveryState.SENT,
+            D.contact_id.in_(sorted(set(contact_ids))),
+            D.state.in_(COUNTED),
             C.kind == "marketing",
-            D.sent_at >= week_ago,
+            at >= week_ago,
         )
         .group_by(D.contact_id)
     )
@@ -54,42 +57,61 @@ def recent_marketing_sends(
 
 
 class CapGuard:
-    """Locks recipients for the duration of a chunk and says who is over their cap."""
+    """Locks recipients for the duration of a send group and says who is over their cap."""
 
-    def __init__(self, engine: Engine, client: redis.Redis, limits: RecipientLimits) -> None:
+    def __init__(
+        self, engine: Engine, client: redis.Redis, limits: RecipientLimits, names: Keys
+    ) -> None:
         self.engine = engine
         self.client = client
         self.limits = limits
+        self.names = names
         self.token = uuid.uuid4().hex
-        self.held: list[int] = []
+        self.held: set[int] = set()
 
     @property
     def active(self) -> bool:
         return self.limits.per_day is not None or self.limits.per_week is not None
 
     def lock(self, contact_ids: Sequence[int]) -> set[int]:
-        """Lock what can be locked now; returns the contacts another lane holds."""
+        """Lock what can be locked now; returns the contacts another lane holds.
+
+        Each contact is locked once, however often it is listed, and a contact this guard
+        already holds is never busy: a lane cannot collide with itself.
+        """
+        wanted = [c for c in dict.fromkeys(contact_ids) if c not in self.held]
         pipe = self.client.pipeline(transaction=False)
-        for contact_id in contact_ids:
-            pipe.set(_lock_key(contact_id), self.token, nx=True, px=LOCK_MS)
+        for contact_id in wanted:
+            pipe.set(self.names.recipient(contact_id), self.token, nx=True, px=LOCK_MS)
         busy: set[int] = set()
-        for contact_id, got in zip(contact_ids, pipe.execute(), strict=True):
-            (self.held.append(contact_id) if got else busy.add(contact_id))
+        for contact_id, got in zip(wanted, pipe.execute(), strict=True):
+            (self.held.add(contact_id) if got else busy.add(contact_id))
         return busy
 
-    def capped(self, contact_ids: Sequence[int]) -> set[int]:
+    def over_cap(self, contact_ids: Sequence[int]) -> list[bool]:
+        """For each entry of `contact_ids` in order: would this message exceed a cap?
+
+        A contact listed k times may receive as many of them as its caps still allow; the
+        entries after that are over.
+        """
         if not contact_ids:
-            return set()
+            return []
         counts = recent_marketing_sends(self.engine, contact_ids)
-        day_cap, week_cap = self.limits.per_day, self.limits.per_week
-        out = set()
-        for contact_id, (day, week) in counts.items():
-            if (day_cap is not None and day >= day_cap) or (
-                week_cap is not None and week >= week_cap
-            ):
-                out.add(contact_id)
+        seen: Counter[int] = Counter()
+        out = []
+        for contact_id in contact_ids:
+            day, week = counts.get(contact_id, (0, 0))
+            extra = seen[contact_id]
+            seen[contact_id] += 1
+            out.append(self._over(day + extra, week + extra))
         return out
 
+    def _over(self, day: int, week: int) -> bool:
+        day_cap, week_cap = self.limits.per_day, self.limits.per_week
+        return (day_cap is not None and day >= day_cap) or (
+            week_cap is not None and week >= week_cap
+        )
+
     def unlock(self) -> None:
-        release_many(self.client, [_lock_key(c) for c in self.held], self.token)
+        release_many(self.client, [self.names.recipient(c) for c in self.held], self.token)
         self.held.clear()

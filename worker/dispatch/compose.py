@@ -19,9 +19,12 @@ from worker.render import MessageRenderer, RecipientView, TemplateError, check_l
 from worker.store.models import DeliveryState
 
 
-def idempotency_key(run_id: int, contact_id: int) -> str:
-    """Stable across every retry and every worker: the platform dedupes on it."""
-    return f"siyu-{run_id}-{contact_id}"
+def idempotency_key(installation: str, run_id: int, contact_id: int) -> str:
+    """Stable across every retry and every worker: the platform dedupes on it.
+
+    The installation id keeps two databases that share a platform account apart (DESIGN 16).
+    """
+    return f"siyu-{installation}-{run_id}-{contact_id}"
 
 
 @dataclass
@@ -33,8 +36,11 @@ class Prepared:
 class Composer:
     """Builds the outbound messages of one account lane."""
 
-    def __init__(self, settings: Settings, channel: str, max_text_len: int) -> None:
+    def __init__(
+        self, settings: Settings, channel: str, max_text_len: int, installation: str
+    ) -> None:
         self.settings = settings
+        self.installation = installation
         self.channel = channel
         self.max_text_len = max_text_len
         self.renderers: dict[int, MessageRenderer | TemplateError] = {}
@@ -57,7 +63,7 @@ class Composer:
             if isinstance(text, Outcome):
                 out.done.append(text)
                 continue
-            key = idempotency_key(claimed.run_id, claimed.contact_id)
+            key = idempotency_key(self.installation, claimed.run_id, claimed.contact_id)
             out.todo.append((claimed, OutboundMessage(view.external_id, text, key)))
         return out
 

@@ -1,8 +1,15 @@
-"""Redis leases: at most one holder cluster-wide (`SET NX PX`, renewed, released on exit)."""
+"""Redis leases: at most one holder cluster-wide (`SET NX PX`, renewed, released on exit).
+
+A holder also knows, by its own monotonic clock, how long its lease has left for certain: the
+time from just before the last successful acquire or renewal plus the TTL. A fence on that
+(`dispatch.fence`) is what lets a lane send only while it provably holds its account.
+"""
 
 from __future__ import annotations
 
+import time
 import uuid
+from collections.abc import Callable
 from importlib.resources import files
 from typing import Any
 
@@ -14,34 +21,46 @@ _SCRIPTS: dict[str, str] = {
 }
 
 
-def lane_key(account_id: int) -> str:
-    return f"siyu:lane:{account_id}"
-
-
-def lane_queued_key(account_id: int) -> str:
-    return f"siyu:lane-queued:{account_id}"
-
-
 class Lease:
     """A named lease held by one token; `renew()` tells whether we still hold it."""
 
-    def __init__(self, client: redis.Redis, key: str, ttl_ms: int) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        key: str,
+        ttl_ms: int,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if ttl_ms < 100:
             raise ValueError("ttl_ms must be at least 100")
         self.client = client
         self.key = key
         self.ttl_ms = ttl_ms
         self.token = uuid.uuid4().hex
+        self._clock = clock
+        self._held_until = 0.0
         self._renew: Any = client.register_script(_SCRIPTS["renew"])
         self._release: Any = client.register_script(_SCRIPTS["release"])
 
     def acquire(self) -> bool:
-        return bool(self.client.set(self.key, self.token, nx=True, px=self.ttl_ms))
+        asked = self._clock()
+        got = bool(self.client.set(self.key, self.token, nx=True, px=self.ttl_ms))
+        self._held_until = asked + self.ttl_ms / 1000 if got else 0.0
+        return got
 
     def renew(self) -> bool:
-        return bool(self._renew(keys=[self.key], args=[self.token, self.ttl_ms]))
+        asked = self._clock()
+        got = bool(self._renew(keys=[self.key], args=[self.token, self.ttl_ms]))
+        self._held_until = asked + self.ttl_ms / 1000 if got else 0.0
+        return got
+
+    def remaining_s(self) -> float:
+        """Seconds the lease is certainly still ours (0 once a renewal failed)."""
+        return max(0.0, self._held_until - self._clock())
 
     def release(self) -> None:
+        self._held_until = 0.0
         self._release(keys=[self.key], args=[self.token])
 
 

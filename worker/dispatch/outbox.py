@@ -18,10 +18,12 @@ from sqlalchemy import (
     ColumnElement,
     DateTime,
     Engine,
+    Integer,
     Text,
     Update,
     and_,
     bindparam,
+    exists,
     func,
     or_,
     select,
@@ -31,9 +33,11 @@ from sqlalchemy.dialects.postgresql import ARRAY
 
 from worker.store import tables
 from worker.store.db import is_sqlite
-from worker.store.models import Delivery, DeliveryState, utcnow
+from worker.store.models import AccountState, CampaignStatus, Delivery, DeliveryState, utcnow
 
 D = tables.deliveries.c
+R = tables.campaign_runs.c
+S = tables.suppressions.c
 # The values a settle writes, with their SQL types (PostgreSQL binds each as one array).
 # Prefixed: SQLAlchemy reserves bind names equal to column names in UPDATE statements.
 SETTLE_COLUMNS: dict[str, Any] = {
@@ -44,6 +48,7 @@ SETTLE_COLUMNS: dict[str, Any] = {
     "b_mid": Text,
     "b_sent_at": DateTime,
     "b_not_before": DateTime,
+    "b_unsent": Integer,
 }
 
 
@@ -65,6 +70,8 @@ class Outcome:
     error: str | None = None
     message_id: str | None = None
     retry_at: datetime | None = None
+    # Marked `sending` but never handed to the channel: the attempt is given back.
+    unsent: bool = False
 
 
 def claim(
@@ -109,13 +116,26 @@ def claim(
 
 
 def mark_sending(engine: Engine, ids: Iterable[int], owner: str) -> set[int]:
-    """Commit `sending` for the rows we still hold; only those may be sent."""
+    """Commit `sending` for the rows we still hold that pass the last look; only those go.
+
+    The last look (DESIGN 15) is part of the same statement: the contact is not suppressed
+    and the row's run is still running, as of the moment the row is marked, so an opt-out or
+    a pause committed a second ago is honoured. `last_look_misses` says why a row failed it.
+    """
     ids = list(ids)
     if not ids:
         return set()
+    suppressed = exists().where(S.contact_id == D.contact_id)
+    running = exists().where(R.id == D.run_id, R.status == CampaignStatus.RUNNING)
     stmt = (
         update(Delivery)
-        .where(D.id.in_(ids), D.state == DeliveryState.CLAIMED, D.lease_owner == owner)
+        .where(
+            D.id.in_(ids),
+            D.state == DeliveryState.CLAIMED,
+            D.lease_owner == owner,
+            ~suppressed,
+            running,
+        )
         .values(state=DeliveryState.SENDING, attempts=D.attempts + 1, updated_at=utcnow())
         .returning(D.id)
     )
@@ -123,7 +143,39 @@ def mark_sending(engine: Engine, ids: Iterable[int], owner: str) -> set[int]:
         return {row[0] for row in conn.execute(stmt)}
 
 
+def last_look_misses(engine: Engine, ids: Iterable[int], owner: str) -> list[Outcome]:
+    """For claimed rows that `mark_sending` refused: suppressed contacts are `skipped` with the
+    suppression's reason; rows of a run that stopped running go back to `pending`."""
+    stmt = (
+        select(D.id, S.reason)
+        .outerjoin(tables.suppressions, S.contact_id == D.contact_id)
+        .where(D.id.in_(list(ids)), D.state == DeliveryState.CLAIMED, D.lease_owner == owner)
+    )
+    with engine.connect() as conn:
+        rows = conn.execute(stmt).all()
+    return [
+        Outcome(row_id, DeliveryState.SKIPPED, reason=reason)
+        if reason is not None
+        else Outcome(row_id, DeliveryState.PENDING)
+        for row_id, reason in rows
+    ]
+
+
+def extend(engine: Engine, ids: Sequence[int], owner: str, lease_s: float) -> int:
+    """Extend the database lease of the rows `owner` still holds (claimed or sending)."""
+    if not ids:
+        return 0
+    stmt = (
+        update(Delivery)
+        .where(D.id.in_(list(ids)), D.lease_owner == owner, D.state.in_(HELD))
+        .values(lease_until=utcnow() + timedelta(seconds=lease_s))
+    )
+    with engine.begin() as conn:
+        return int(conn.execute(stmt).rowcount or 0)
+
+
 SETTLEABLE = (DeliveryState.CLAIMED, DeliveryState.SENDING, DeliveryState.UNKNOWN)
+HELD = (DeliveryState.CLAIMED, DeliveryState.SENDING)
 
 
 def settle(engine: Engine, outcomes: Sequence[Outcome], owner: str | None) -> int:
@@ -144,6 +196,7 @@ def settle(engine: Engine, outcomes: Sequence[Outcome], owner: str | None) -> in
             "b_mid": o.message_id,
             "b_sent_at": now if o.state == DeliveryState.SENT else None,
             "b_not_before": o.retry_at,
+            "b_unsent": 1 if o.unsent else 0,
         }
         for o in outcomes
     ]
@@ -165,6 +218,7 @@ def _settled(row: Any, now: datetime) -> dict[Any, Any]:
         D.provider_message_id: func.coalesce(row["b_mid"], D.provider_message_id),
         D.sent_at: row["b_sent_at"],
         D.not_before: row["b_not_before"],
+        D.attempts: D.attempts - row["b_unsent"],
         D.lease_owner: None,
         D.lease_until: None,
         D.updated_at: now,
@@ -207,13 +261,13 @@ def release(engine: Engine, ids: Iterable[int], owner: str) -> int:
         return int(conn.execute(stmt).rowcount or 0)
 
 
-def open_leases(engine: Engine) -> list[tuple[str | None, int | None]]:
-    """Distinct (lease owner, account) pairs of rows that are claimed or sending."""
-    stmt = (
-        select(D.lease_owner, D.account_id)
-        .where(D.state.in_([DeliveryState.CLAIMED, DeliveryState.SENDING]))
-        .distinct()
-    )
+def expired_leases(engine: Engine) -> list[tuple[str | None, int | None]]:
+    """Distinct (owner, account) of claimed or sending rows whose database lease has passed.
+
+    Only candidates: a row is abandoned when, in addition, its owner no longer holds the
+    account's lane lease in Redis (`dispatch.reconcile`).
+    """
+    stmt = select(D.lease_owner, D.account_id).where(D.state.in_(HELD), _expired()).distinct()
     with engine.connect() as conn:
         return [(row[0], row[1]) for row in conn.execute(stmt)]
 
@@ -222,7 +276,7 @@ def requeue_claimed(engine: Engine, owner: str | None) -> int:
     """Claimed rows of a dead owner go back to `pending`: nothing of theirs was sent."""
     stmt = (
         update(Delivery)
-        .where(D.state == DeliveryState.CLAIMED, _owner_is(owner))
+        .where(D.state == DeliveryState.CLAIMED, _owner_is(owner), _expired())
         .values(
             state=DeliveryState.PENDING, lease_owner=None, lease_until=None, updated_at=utcnow()
         )
@@ -235,7 +289,7 @@ def stuck_sending(engine: Engine, owner: str | None, limit: int = 500) -> list[t
     """(delivery id, account id) of `sending` rows of a dead owner: ambiguous sends."""
     stmt = (
         select(D.id, D.account_id)
-        .where(D.state == DeliveryState.SENDING, _owner_is(owner))
+        .where(D.state == DeliveryState.SENDING, _owner_is(owner), _expired())
         .order_by(D.id)
         .limit(limit)
     )
@@ -243,18 +297,8 @@ def stuck_sending(engine: Engine, owner: str | None, limit: int = 500) -> list[t
         return [(row[0], row[1]) for row in conn.execute(stmt)]
 
 
-def expired_owners(engine: Engine) -> list[str | None]:
-    """Owners whose database lease deadline has passed (a backstop to the Redis lease)."""
-    stmt = (
-        select(D.lease_owner)
-        .where(
-            D.state.in_([DeliveryState.CLAIMED, DeliveryState.SENDING]),
-            or_(D.lease_until.is_(None), D.lease_until < utcnow()),
-        )
-        .distinct()
-    )
-    with engine.connect() as conn:
-        return [row[0] for row in conn.execute(stmt)]
+def _expired() -> ColumnElement[bool]:
+    return or_(D.lease_until.is_(None), D.lease_until < utcnow())
 
 
 def _owner_is(owner: str | None) -> ColumnElement[bool]:
@@ -262,19 +306,29 @@ def _owner_is(owner: str | None) -> ColumnElement[bool]:
 
 
 def pending_accounts(engine: Engine, run_ids: Sequence[int]) -> list[int]:
-    """Accounts with due pending rows in the given (running) runs.
+    """Accounts that can send now and have due pending rows in the given (running) runs.
 
-    One indexed EXISTS per sender account of those runs' campaigns, not a DISTINCT over
-    every pending row: this runs on every tick, and audiences reach millions.
+    Paused and banned accounts, accounts still cooling down and accounts waiting for quiet
+    hours to end or a new day (`next_send_at`) are left asleep. One indexed EXISTS per
+    sender account of those runs' campaigns, not a DISTINCT over every pending row: this runs
+    on every tick, and audiences reach millions.
     """
     if not run_ids:
         return []
-    R, CA = tables.campaign_runs.c, tables.campaign_accounts.c
+    CA, A = tables.campaign_accounts.c, tables.accounts.c
     now = utcnow()
+    awake = and_(
+        or_(
+            A.state == AccountState.ACTIVE,
+            and_(A.state == AccountState.COOLDOWN, A.cooldown_until <= now),
+        ),
+        or_(A.next_send_at.is_(None), A.next_send_at <= now),
+    )
     senders = (
         select(CA.account_id)
         .join(tables.campaign_runs, R.campaign_id == CA.campaign_id)
-        .where(R.id.in_(run_ids))
+        .join(tables.accounts, A.id == CA.account_id)
+        .where(R.id.in_(run_ids), awake)
         .distinct()
     )
     out = []

@@ -10,7 +10,7 @@ lane slices continue the same rhythm.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import cast
 
@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 
 from worker.dispatch import runs
 from worker.dispatch.health import current_multiplier
+from worker.dispatch.keys import keys
 from worker.dispatch.pacing import Pacer, Unpaced
 from worker.limiter import (
     AccountLimiter,
@@ -49,7 +50,7 @@ def limiter_for(ctx: Context, account: runs.AccountInfo) -> AccountLimiter:
     policy = resolve_policy(policies(ctx), account.policy, account.channel)
     return AccountLimiter(
         policy,
-        f"siyu:limit:{account.id}",
+        keys(ctx).limiter_account(account.id),
         account.tz,
         RedisBackend(ctx.redis),
         rate_multiplier=current_multiplier(ctx.engine, account.id),
@@ -116,7 +117,7 @@ class LimiterPacer:
         self.clock = clock
         self.next_open_s: float | None = None
         self.gap_s = 0.0
-        self._last_key = f"siyu:pace-last:{account.id}"
+        self._last_key = keys(ctx).pace_last(account.id)
 
     def batch_size(self, default: int) -> int:
         """Called before each claim: refreshes the pacing gap, then sizes the claim."""
@@ -133,6 +134,10 @@ class LimiterPacer:
             self.next_open_s = slots.next_open_s
             return slots.times_s
         return self._reserve_paced(count, not_after)
+
+    def release(self, times: Sequence[float]) -> None:
+        if times:
+            self.limiter.release(list(times))
 
     def _reserve_paced(self, count: int, not_after: float | None) -> list[float]:
         last = self.ctx.redis.get(self._last_key)

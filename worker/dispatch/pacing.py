@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 
@@ -24,6 +24,10 @@ class Pacer(Protocol):
         """
         ...
 
+    def release(self, times: Sequence[float]) -> None:
+        """Give back reserved times that will not be used, so they count for nothing."""
+        ...
+
 
 class Unpaced:
     """No limits: everything may go now (the memory channel, benchmarks)."""
@@ -38,3 +42,6 @@ class Unpaced:
 
     def reserve(self, count: int, *, not_after: float | None = None) -> list[float]:
         return [float(self._clock())] * count
+
+    def release(self, times: Sequence[float]) -> None:
+        """Nothing was counted."""

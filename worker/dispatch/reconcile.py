@@ -19,11 +19,14 @@ from worker.channels.errors import ChannelError
 from worker.channels.registry import build_channel
 from worker.dispatch import outbox, runs
 from worker.dispatch.compose import idempotency_key
-from worker.dispatch.lease import holder, lane_key
+from worker.dispatch.keys import keys
+from worker.dispatch.lease import holder
 from worker.dispatch.outbox import Outcome
+from worker.dispatch.sending import retry_later
 from worker.errors import UserError
 from worker.runtime import Context
 from worker.store import tables
+from worker.store.db import installation_id
 from worker.store.models import DeliveryState
 
 log = logging.getLogger(__name__)
@@ -39,10 +42,20 @@ class ReconcileReport:
 
 
 def dead_owners(ctx: Context) -> set[str | None]:
-    """Lease owners of open rows whose lane no longer holds its Redis lease (or expired)."""
-    dead: set[str | None] = set(outbox.expired_owners(ctx.engine))
-    for owner, account_id in outbox.open_leases(ctx.engine):
-        if owner is None or account_id is None or holder(ctx.redis, lane_key(account_id)) != owner:
+    """Owners of rows whose database lease has passed and who no longer hold their lane.
+
+    Both must hold (DESIGN 13): a live lane extends its rows' lease with every renewal of its
+    Redis lease, and a lane that lost the Redis lease stops before its next send, within the
+    rows' lease. So a row a live lane holds is never handed to anyone else.
+    """
+    names = keys(ctx)
+    dead: set[str | None] = set()
+    for owner, account_id in outbox.expired_leases(ctx.engine):
+        if (
+            owner is None
+            or account_id is None
+            or holder(ctx.redis, names.lane(account_id)) != owner
+        ):
             dead.add(owner)
     return dead
 
@@ -85,27 +98,31 @@ def _channel_for(ctx: Context, account_id: int | None) -> Channel | None:
 def _lookup_all(
     ctx: Context, channel: Channel | None, ids: list[int], report: ReconcileReport
 ) -> list[Outcome]:
-    keys = _keys(ctx, ids)
+    rows = _rows(ctx, ids)
     outcomes: list[Outcome] = []
     for delivery_id in ids:
         if channel is None or not channel.supports_idempotency_lookup:
             outcomes.append(Outcome(delivery_id, DeliveryState.UNKNOWN, reason="ambiguous_send"))
             report.unknown += 1
             continue
+        key, attempts = rows[delivery_id]
         try:
-            found = channel.lookup(keys[delivery_id])
+            found = channel.lookup(key)
         except ChannelError:
             continue  # ask again on the next tick
         if found is not None:
             outcomes.append(Outcome(delivery_id, DeliveryState.SENT, message_id=found.message_id))
             report.looked_up_sent += 1
-        else:
-            outcomes.append(Outcome(delivery_id, DeliveryState.PENDING, error="lease expired"))
+        else:  # known not accepted: safe to resend with the same key, later, a bounded number
+            limit = ctx.settings.max_attempts
+            outcomes.append(retry_later(delivery_id, attempts, limit, "lease expired, not sent"))
             report.looked_up_pending += 1
     return outcomes
 
 
-def _keys(ctx: Context, ids: list[int]) -> dict[int, str]:
-    stmt = select(D.id, D.run_id, D.contact_id).where(D.id.in_(ids))
+def _rows(ctx: Context, ids: list[int]) -> dict[int, tuple[str, int]]:
+    """delivery id -> (idempotency key, attempts so far)."""
+    installation = installation_id(ctx.engine)
+    stmt = select(D.id, D.run_id, D.contact_id, D.attempts).where(D.id.in_(ids))
     with ctx.engine.connect() as conn:
-        return {r[0]: idempotency_key(r[1], r[2]) for r in conn.execute(stmt)}
+        return {r[0]: (idempotency_key(installation, r[1], r[2]), r[3]) for r in conn.execute(stmt)}

@@ -93,6 +93,12 @@ def set_account_state(
         conn.execute(stmt)
 
 
+def set_next_send_at(engine: Engine, account_id: int, when: datetime | None) -> None:
+    """When the account can send next (None: now); the tick wakes its lane then."""
+    with engine.begin() as conn:
+        conn.execute(update(Account).where(A.id == account_id).values(next_send_at=when))
+
+
 def complete_finished_runs(engine: Engine, run_ids: list[int] | None = None) -> list[int]:
     """Complete running runs that are materialised and have no open delivery left.
 

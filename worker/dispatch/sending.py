@@ -8,6 +8,7 @@ where the channel can; otherwise the row becomes `unknown` and is never resent.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -32,6 +33,12 @@ from worker.store.models import AccountState, DeliveryState, utcnow
 log = logging.getLogger(__name__)
 
 TRANSIENT_TRIES = 3
+# Before each retry: take a limiter slot, wait for it and check the fence; False: don't retry.
+BeforeRetry = Callable[[], bool]
+
+
+class NoRetrySlot(Exception):
+    """A retry found no slot (or lost the fence): the row waits, nothing more is sent."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +57,19 @@ class SendReport:
     opted_out: bool = False
 
 
+def _guarded(
+    channel: Channel, before_retry: BeforeRetry
+) -> Callable[[OutboundMessage], SendResult]:
+    """`channel.send` preceded by `before_retry`: every retry goes out at a reserved time."""
+
+    def send(message: OutboundMessage) -> SendResult:
+        if not before_retry():
+            raise NoRetrySlot()
+        return channel.send(message)
+
+    return send
+
+
 def _retrying() -> Retrying:
     return Retrying(
         retry=retry_if_exception_type(Transient),
@@ -59,35 +79,47 @@ def _retrying() -> Retrying:
     )
 
 
-def _send_once_then_retry(channel: Channel, message: OutboundMessage) -> SendResult:
+def _send_once_then_retry(
+    channel: Channel, message: OutboundMessage, before_retry: BeforeRetry, *, first: bool
+) -> SendResult:
     """The first try is a plain call; tenacity only steps in after a `Transient` error."""
     try:
-        return channel.send(message)
+        return channel.send(message) if first else _guarded(channel, before_retry)(message)
     except Transient:
-        return _retrying()(channel.send, message)
+        return _retrying()(_guarded(channel, before_retry), message)
 
 
-def _send_with_retries(channel: Channel, message: OutboundMessage) -> SendResult:
+def _send_with_retries(
+    channel: Channel, message: OutboundMessage, before_retry: BeforeRetry
+) -> SendResult:
     try:
-        return _send_once_then_retry(channel, message)
+        return _send_once_then_retry(channel, message, before_retry, first=True)
     except AuthExpired:
         channel.refresh_auth()  # once; a second AuthExpired propagates
-        return _send_once_then_retry(channel, message)
+        return _send_once_then_retry(channel, message, before_retry, first=False)
 
 
 def send_one(
-    channel: Channel, delivery_id: int, attempts: int, message: OutboundMessage, max_attempts: int
+    channel: Channel,
+    delivery_id: int,
+    attempts: int,
+    message: OutboundMessage,
+    max_attempts: int,
+    before_retry: BeforeRetry = lambda: True,
 ) -> SendReport:
     """Send and classify; never raises for channel outcomes."""
     try:
-        result = _send_with_retries(channel, message)
+        result = _send_with_retries(channel, message, before_retry)
+    except NoRetrySlot:
+        return SendReport(retry_later(delivery_id, attempts, max_attempts, "retry not sent"))
     except RateLimited as exc:
         back = Outcome(delivery_id, DeliveryState.PENDING, error=exc.code)
         return SendReport(back, Stop("rate_limited", AccountState.COOLDOWN, exc.retry_after_s))
     except SenderThrottled as exc:
         back = Outcome(delivery_id, DeliveryState.PENDING, error=exc.code)
         return SendReport(back, Stop("throttled", AccountState.COOLDOWN, 30.0))
-    except SenderError as exc:
+    except (SenderError, AuthExpired) as exc:
+        # The sender's problem, not the recipient's: the row waits, the account stops.
         state = AccountState.BANNED if isinstance(exc, AccountBanned) else AccountState.PAUSED
         log.warning("account %s stops: %s", channel.account, exc.code)
         return SendReport(
@@ -102,28 +134,34 @@ def send_one(
             Outcome(delivery_id, DeliveryState.FAILED, reason=exc.code, error=str(exc))
         )
     except Transient as exc:
-        return SendReport(_transient(delivery_id, attempts, max_attempts, exc))
+        return SendReport(retry_later(delivery_id, attempts, max_attempts, str(exc)))
     except (DeliveryUnknown, Exception) as exc:
         if isinstance(exc, ChannelError) and not isinstance(exc, DeliveryUnknown):
             return SendReport(
                 Outcome(delivery_id, DeliveryState.FAILED, reason=exc.code, error=str(exc))
             )
-        return SendReport(_settle_ambiguous(channel, delivery_id, message, exc))
+        return SendReport(
+            _settle_ambiguous(channel, delivery_id, attempts, message, exc, max_attempts)
+        )
     return SendReport(Outcome(delivery_id, DeliveryState.SENT, message_id=result.message_id))
 
 
-def _transient(delivery_id: int, attempts: int, max_attempts: int, exc: Exception) -> Outcome:
+def retry_later(delivery_id: int, attempts: int, max_attempts: int, error: str) -> Outcome:
+    """Known not delivered: back to `pending` with exponential backoff, or `failed` at the limit."""
     if attempts >= max_attempts:
-        return Outcome(
-            delivery_id, DeliveryState.FAILED, reason="retries_exhausted", error=str(exc)
-        )
+        return Outcome(delivery_id, DeliveryState.FAILED, reason="retries_exhausted", error=error)
     backoff_s = min(300.0, 5.0 * 2 ** max(0, attempts - 1))
     retry_at = utcnow() + timedelta(seconds=backoff_s)
-    return Outcome(delivery_id, DeliveryState.PENDING, error=str(exc), retry_at=retry_at)
+    return Outcome(delivery_id, DeliveryState.PENDING, error=error, retry_at=retry_at)
 
 
 def _settle_ambiguous(
-    channel: Channel, delivery_id: int, message: OutboundMessage, exc: BaseException
+    channel: Channel,
+    delivery_id: int,
+    attempts: int,
+    message: OutboundMessage,
+    exc: BaseException,
+    max_attempts: int,
 ) -> Outcome | None:
     """Ask the platform; without a lookup the row is `unknown`, never resent."""
     error = f"{type(exc).__name__}: {exc}"[:300]
@@ -135,4 +173,4 @@ def _settle_ambiguous(
         return None  # still `sending`: the reconciler asks again once our lease is gone
     if found is not None:
         return Outcome(delivery_id, DeliveryState.SENT, message_id=found.message_id)
-    return Outcome(delivery_id, DeliveryState.PENDING, error=error)
+    return retry_later(delivery_id, attempts, max_attempts, error)

@@ -46,20 +46,16 @@ class SendLog:
 
     @classmethod
     def load(
-        cls, client: redis.Redis, account_id: int, windows: Sequence[Window], min_gap_s: float
+        cls, client: redis.Redis, key: str, windows: Sequence[Window], min_gap_s: float
     ) -> SendLog:
-        raw = client.lrange(_key(account_id), 0, -1)
+        raw = client.lrange(key, 0, -1)
         return cls(windows, min_gap_s, [float(x) for x in raw])
 
-    def save(self, client: redis.Redis, account_id: int) -> None:
+    def save(self, client: redis.Redis, key: str) -> None:
         if not self.times:
             return
         pipe = client.pipeline()
-        pipe.delete(_key(account_id))
-        pipe.rpush(_key(account_id), *[repr(t) for t in self.times])
-        pipe.expire(_key(account_id), 2 * 3600)
+        pipe.delete(key)
+        pipe.rpush(key, *[repr(t) for t in self.times])
+        pipe.expire(key, 2 * 3600)
         pipe.execute()
-
-
-def _key(account_id: int) -> str:
-    return f"siyu:sent-times:{account_id}"

@@ -12,17 +12,18 @@ from __future__ import annotations
 
 import os
 import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 from sqlmodel import Session, SQLModel
 
 from worker.errors import ServiceUnavailable, UserError
-from worker.store import models  # noqa: F401  (registers the tables)
+from worker.store import models
 
 _engines: dict[tuple[int, str], Engine] = {}
 _lock = threading.Lock()
@@ -122,10 +123,50 @@ def check_connection(engine: Engine) -> None:
         raise ServiceUnavailable(f"cannot reach the database {describe(engine)}: {reason}") from exc
 
 
+# Any constant shared by every siyu process: `siyu init`s on one PostgreSQL take turns.
+_INIT_LOCK_KEY = 0x5179_7500
+
+
 def init_db(engine: Engine) -> None:
-    """Create every missing table and index; safe to run any number of times."""
+    """Create every missing table and index and the installation id; idempotent.
+
+    Several processes may run it at once: on PostgreSQL an advisory lock makes them take
+    turns (two concurrent `CREATE TABLE`s of one name fail there even with IF NOT EXISTS);
+    on SQLite the transaction's `BEGIN IMMEDIATE` does.
+    """
     check_connection(engine)
-    SQLModel.metadata.create_all(engine)
+    with for_writing(engine).begin() as conn:
+        if not is_sqlite(engine):
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _INIT_LOCK_KEY})
+        SQLModel.metadata.create_all(conn)
+        _ensure_installation(conn)
+
+
+def _ensure_installation(conn: Connection) -> None:
+    table = models.Installation.__table__  # type: ignore[attr-defined]
+    if conn.execute(select(table.c.uid)).first() is None:
+        conn.execute(
+            table.insert().values(id=1, uid=uuid.uuid4().hex[:16], created_at=models.utcnow())
+        )
+
+
+_installations: dict[str, str] = {}
+
+
+def installation_id(engine: Engine) -> str:
+    """This database's installation id (created by `init_db`), cached per database URL."""
+    url = engine.url.render_as_string(hide_password=False)
+    found = _installations.get(url)
+    if found is None:
+        table = models.Installation.__table__  # type: ignore[attr-defined]
+        with engine.connect() as conn:
+            found = conn.execute(select(table.c.uid)).scalar()
+        if found is None:
+            raise ServiceUnavailable(
+                f"the database {describe(engine)} has no installation id; run `siyu init`"
+            )
+        _installations[url] = found
+    return found
 
 
 @contextmanager

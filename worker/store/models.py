@@ -69,6 +69,9 @@ class Account(SQLModel, table=True):
     # Health: the share of the policy's rate in use (AIMD: halved on throttling, regained slowly).
     rate_multiplier: float = 1.0
     rate_changed_at: NaiveDatetime | None = None
+    # When the account can send next, if later than now (quiet hours, a full day): the tick
+    # wakes its lane then, instead of a task waiting in the broker (DESIGN 17).
+    next_send_at: NaiveDatetime | None = None
     created_at: NaiveDatetime = Field(default_factory=utcnow)
 
 
@@ -179,4 +182,18 @@ class Suppression(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     contact_id: int = Field(foreign_key="contacts.id", unique=True)
     reason: str = "opted_out"
+    created_at: NaiveDatetime = Field(default_factory=utcnow)
+
+
+class Installation(SQLModel, table=True):
+    """One row: this database's installation id (DESIGN 16), made once by `siyu init`.
+
+    Idempotency keys and Redis keys carry it, so two databases sharing a platform account or
+    a Redis never take each other's sends or limits for their own.
+    """
+
+    __tablename__ = "installation"
+
+    id: int = Field(default=1, primary_key=True)
+    uid: str
     created_at: NaiveDatetime = Field(default_factory=utcnow)

@@ -1,0 +1,58 @@
+"""Every Redis key siyu uses, under one prefix per installation (DESIGN 16).
+
+Two databases that share a Redis (staging and production, a restored backup) must never take
+each other's leases, locks or limits for their own, so every key starts with
+`siyu:<installation id>:`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from worker.runtime import Context
+from worker.store.db import installation_id
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """Key names for one installation."""
+
+    prefix: str
+
+    def lane(self, account_id: int) -> str:
+        """The account lane's lease: one holder cluster-wide."""
+        return f"{self.prefix}:lane:{account_id}"
+
+    def lane_queued(self, account_id: int) -> str:
+        return f"{self.prefix}:lane-queued:{account_id}"
+
+    def limiter_account(self, account_id: int) -> str:
+        """The limiter's account key (its backend adds its own prefix and hash tag)."""
+        return f"{self.prefix}:limit:{account_id}"
+
+    def sent_times(self, account_id: int) -> str:
+        return f"{self.prefix}:sent-times:{account_id}"
+
+    def pace_last(self, account_id: int) -> str:
+        return f"{self.prefix}:pace-last:{account_id}"
+
+    def recipient(self, contact_id: int) -> str:
+        return f"{self.prefix}:recipient:{contact_id}"
+
+    def materialise(self, run_id: int) -> str:
+        return f"{self.prefix}:materialise:{run_id}"
+
+    def materialise_queued(self, run_id: int) -> str:
+        return f"{self.prefix}:materialise-queued:{run_id}"
+
+    @property
+    def tick(self) -> str:
+        return f"{self.prefix}:tick"
+
+
+def keys(ctx: Context) -> Keys:
+    """The keys of the context's installation (read from the database once)."""
+    found = ctx.extras.get("keys")
+    if not isinstance(found, Keys):
+        found = ctx.extras["keys"] = Keys(f"siyu:{installation_id(ctx.engine)}")
+    return found
