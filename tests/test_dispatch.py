@@ -301,7 +301,13 @@ def test_a_rate_limited_account_cools_down_and_loses_nothing(ctx: Context) -> No
     with ctx.engine.connect() as conn:
         state = conn.execute(select(Account.state).where(Account.id == accounts["a1"])).scalar()
     assert state == "cooldown"
-    assert run_lane(ctx, accounts["a1"], slice_s=5).sent == 0  # still cooling down
+    ScriptedChannel.scripts["a1"] = lambda m: SendResult("ok")  # would succeed now
+    attempts = len(ScriptedChannel.attempts)
+    assert run_lane(ctx, accounts["a1"], slice_s=5).sent == 0
+    assert len(ScriptedChannel.attempts) == attempts, "a cooling account makes no attempt"
+    with ctx.engine.begin() as conn:  # the cooldown ends
+        conn.execute(update(tables.accounts).values(cooldown_until=None))
+    assert run_lane(ctx, accounts["a1"], slice_s=5).sent == 5
 
 
 def test_a_banned_account_stops_and_its_rows_wait(ctx: Context) -> None:

@@ -176,3 +176,33 @@ def test_service_runs_are_claimed_before_marketing_runs(ctx: Context) -> None:
     run_lane(ctx, ids["a1"], slice_s=5)
     assert [key.split("-")[2] for key in order[:10]] == [str(reply.id)] * 10
     assert len(order) == 20
+
+
+def test_a_contact_at_exactly_its_weekly_cap_is_over_it(ctx: Context) -> None:
+    """Two messages this week (three days ago, none today) with `per_week = 2`: over; with
+    one: not. Rows in flight or ambiguous count too: they may have reached the person."""
+    ids = add_accounts(ctx.engine, ["a1"])
+    add_contacts(ctx.engine, 3)
+    for name in ("c1", "c2"):
+        add_campaign(ctx, name, ["a1"])
+        materialise(ctx, start(ctx, name).id)  # type: ignore[arg-type]
+    three_days_ago = utcnow() - timedelta(days=3)
+    with ctx.engine.begin() as conn:
+        conn.execute(
+            update(tables.deliveries)
+            .where(D.contact_id == 1)
+            .values(state="sent", sent_at=three_days_ago)
+        )
+        conn.execute(
+            update(tables.deliveries)
+            .where(D.contact_id == 2, D.run_id == 1)
+            .values(state="sent", sent_at=three_days_ago)
+        )
+        conn.execute(
+            update(tables.deliveries)
+            .where(D.contact_id == 3)
+            .values(state="unknown", updated_at=three_days_ago)
+        )
+    guard = guard_for(ctx, RecipientLimits(per_week=2))
+    assert guard.over_cap([1, 2, 3]) == [True, False, True]
+    assert ids

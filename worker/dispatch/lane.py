@@ -60,22 +60,26 @@ def run_lane(
     pacer_factory: PacerFactory | None = None,
     clock: Callable[[], float] = time.time,
     sleep: Callable[[float], None] = time.sleep,
+    monotonic: Callable[[], float] = time.monotonic,
 ) -> LaneResult:
-    """Work for one account for at most `slice_s`; no-op if another lane holds it."""
+    """Work for one account for at most `slice_s`; no-op if another lane holds it.
+
+    `clock` and `sleep` drive send times; `monotonic` times the lease (tests pass fakes).
+    """
     account = runs.load_account(ctx.engine, account_id)
     if account is None:
         return LaneResult(acquired=False)
     channel = build_channel(account.channel, account.name, account.config)
     names = keys(ctx)
     ttl_ms = lane_lease_ms(ctx.settings, channel.send_timeout_s)
-    lease = Lease(ctx.redis, names.lane(account_id), ttl_ms)
+    lease = Lease(ctx.redis, names.lane(account_id), ttl_ms, clock=monotonic)
     if not lease.acquire():
         channel.close()
         return LaneResult(acquired=False)
     ctx.redis.delete(names.lane_queued(account_id))
     lane: Lane | None = None
     try:
-        fence = Fence(ctx.engine, lease, channel.send_timeout_s)
+        fence = Fence(ctx.engine, lease, channel.send_timeout_s, clock=monotonic)
         pacer = (pacer_factory or (lambda _c, _a: Unpaced(clock)))(ctx, account)
         lane = Lane(ctx, account, channel, fence, pacer, clock=clock, sleep=sleep)
         return lane.run(clock() + (slice_s or ctx.settings.lane_slice_s))
@@ -129,20 +133,26 @@ class Lane:
 
     def run(self, deadline: float) -> LaneResult:
         self.deadline = deadline
+        if self._work(deadline):
+            self._finish()
+        self.result.sent = self.courier.tally.sent
+        return self.result
+
+    def _work(self, deadline: float) -> bool:
+        """Claim and send until the slice ends; False when nothing is left to do."""
         while self.clock() < deadline and not self.courier.stopped:
             if self.waiting_until is not None or not self.fence.keep():
                 break
             if not self._account_may_send():
-                return self.result
+                return False
             live = runs.running_runs(self.engine)
             self.kinds = {run_id: info.kind for run_id, info in live.items()}
             batch = self._claim(live)
             if not batch:
                 runs.complete_finished_runs(self.engine, list(live))
-                return self.result
+                return False
             self._process(batch, live)
-        self._finish()
-        return self.result
+        return True
 
     def _claim(self, live: dict[int, runs.RunInfo]) -> list[Claimed]:
         """Claim the next batch; service runs (replies) go before marketing sends."""
@@ -150,7 +160,7 @@ class Lane:
         service = [r for r, info in live.items() if info.kind == "service"]
         ordered = [service, [r for r in live if r not in service]] if service else [list(live)]
         for run_ids in ordered:
-            asked = time.monotonic()
+            asked = self.fence.clock()
             batch = outbox.claim(
                 self.engine, self.account.id, run_ids, size, self.fence.token, self.fence.db_lease_s
             )
@@ -160,7 +170,6 @@ class Lane:
         return []
 
     def _finish(self) -> None:
-        self.result.sent = self.courier.tally.sent
         stop = self.courier.tally.stop
         if stop is not None:
             self.result.stop_reason = stop.reason
