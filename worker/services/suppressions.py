@@ -211,10 +211,16 @@ def _chunks(items: Iterable[T]) -> Iterator[list[T]]:
 
 
 def _resolve(conn: Connection, requests: Sequence[Request]) -> dict[Request, set[int]]:
-    """The contact ids each request names: its id on its channel, or on every channel."""
+    """The contact ids each request names: its id on its channel, or on every channel.
+
+    Contacts are indexed by (channel, external_id) only, so the lookup names the channels too.
+    """
+    channels = list(conn.execute(select(CT.channel).distinct()).scalars())
     found: dict[str, dict[str, int]] = {}  # external_id -> channel -> contact id
     for chunk in _chunks(sorted({r.external_id for r in requests})):
-        query = select(CT.external_id, CT.channel, CT.id).where(CT.external_id.in_(chunk))
+        query = select(CT.external_id, CT.channel, CT.id).where(
+            CT.channel.in_(channels), CT.external_id.in_(chunk)
+        )
         for external_id, channel, contact_id in conn.execute(query):
             found.setdefault(external_id, {})[channel] = contact_id
     matches: dict[Request, set[int]] = {}
@@ -243,8 +249,13 @@ def _suppress(
 
 
 def _insert_missing(conn: Connection, wanted: dict[int, str | None]) -> set[int]:
-    """Insert a suppression for each contact that has none; returns the contacts inserted."""
+    """Insert a suppression for each contact that has none; returns the contacts inserted.
+
+    One cached statement run as an executemany: SQLAlchemy batches it into multi-row
+    `INSERT ... ON CONFLICT DO NOTHING RETURNING`, which returns only the rows it inserted.
+    """
     insert = sqlite_insert if is_sqlite(conn.engine) else pg_insert
+    stmt = insert(SUPPRESSIONS).on_conflict_do_nothing(index_elements=["contact_id"])
     now = utcnow()
     added: set[int] = set()
     for chunk in _chunks(sorted(wanted)):
@@ -252,10 +263,7 @@ def _insert_missing(conn: Connection, wanted: dict[int, str | None]) -> set[int]
             {"contact_id": c, "reason": wanted[c] or DEFAULT_REASON, "created_at": now}
             for c in chunk
         ]
-        stmt = (
-            insert(SUPPRESSIONS).values(rows).on_conflict_do_nothing(index_elements=["contact_id"])
-        )
-        added.update(conn.execute(stmt.returning(S.contact_id)).scalars())
+        added.update(conn.execute(stmt.returning(S.contact_id), rows).scalars())
     return added
 
 
