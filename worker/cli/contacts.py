@@ -1,4 +1,4 @@
-"""`siyu contacts import|list`."""
+"""`siyu contacts import|list|suppress|unsuppress|suppressions`."""
 
 from __future__ import annotations
 
@@ -8,13 +8,22 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from worker.cli.common import console, emit_json, engine
+from worker.cli.common import console, emit_json, engine, fail
 from worker.services.contacts import (
     ContactView,
     ImportReport,
     count_contacts,
     import_contacts,
     list_contacts,
+)
+from worker.services.suppressions import (
+    SuppressionView,
+    SuppressReport,
+    count_suppressions,
+    list_suppressions,
+    suppress_contacts,
+    suppress_from_file,
+    unsuppress_contacts,
 )
 
 app = typer.Typer(no_args_is_help=True)
@@ -83,4 +92,93 @@ def _table(contacts: list[ContactView]) -> Table:
         attrs = ", ".join(f"{key}={value}" for key, value in c["attrs"].items())
         cells = (c["external_id"], c["name"], c["channel"], ", ".join(c["tags"]), attrs)
         table.add_row(*(Text(cell) for cell in (*cells, c["owner"] or "")))  # no markup
+    return table
+
+
+@app.command("suppress")
+def suppress(
+    external_ids: list[str] | None = typer.Argument(
+        None, help="External ids of the contacts to suppress.", show_default=False
+    ),
+    file: Path | None = typer.Option(
+        None, "--file", help="CSV with an external_id column (optional channel, reason columns)."
+    ),
+    channel: str | None = typer.Option(
+        None, "--channel", help="Only contacts of this channel (default: every channel)."
+    ),
+    reason: str | None = typer.Option(
+        None,
+        "--reason",
+        help="Why, free text (default opted_out); replaces the reason of contacts already "
+        "suppressed.",
+        show_default=False,
+    ),
+) -> None:
+    """Stop messaging contacts (opt-out, complaint, block), at once, all or nothing."""
+    if bool(external_ids) == (file is not None):
+        fail("give either EXTERNAL_ID... or --file FILE.csv (one of them, not both)")
+    if file is not None:
+        report = suppress_from_file(engine(), file, channel=channel, reason=reason)
+    else:
+        report = suppress_contacts(engine(), external_ids or [], channel=channel, reason=reason)
+    typer.echo(_suppressed_summary(report))
+
+
+def _suppressed_summary(report: SuppressReport) -> str:
+    noun = "contact" if report.contacts == 1 else "contacts"
+    text = f"suppressed {report.contacts} {noun}"
+    if report.external_ids != report.contacts:  # an id on several channels
+        text += f" for {report.external_ids} external_id(s)"
+    notes = []
+    if report.already:
+        notes.append(f"{report.already} already suppressed")
+    if report.reason_updated:
+        notes.append(f"reason updated on {report.reason_updated}")
+    return f"{text} ({', '.join(notes)})" if notes else text
+
+
+@app.command("unsuppress")
+def unsuppress(
+    external_ids: list[str] = typer.Argument(..., help="External ids to message again."),
+    channel: str | None = typer.Option(
+        None, "--channel", help="Only contacts of this channel (default: every channel)."
+    ),
+) -> None:
+    """Lift suppressions; ids that were not suppressed are noted on stderr."""
+    report = unsuppress_contacts(engine(), external_ids, channel=channel)
+    if report.unknown:
+        typer.echo(f"note: no such contact: {_names(report.unknown)}", err=True)
+    if report.not_suppressed:
+        typer.echo(f"note: not suppressed: {_names(report.not_suppressed)}", err=True)
+    noun = "contact" if report.removed == 1 else "contacts"
+    typer.echo(f"unsuppressed {report.removed} {noun}")
+
+
+def _names(ids: list[str], shown: int = 10) -> str:
+    more = f" and {len(ids) - shown} more" if len(ids) > shown else ""
+    return ", ".join(repr(i) for i in ids[:shown]) + more
+
+
+@app.command("suppressions")
+def suppressions(
+    limit: int = typer.Option(50, "--limit", min=1, help="Latest rows in the table (not --json)."),
+    as_json: bool = typer.Option(False, "--json", help="Print every suppression as JSON."),
+) -> None:
+    """Suppressed contacts with their reason and time, oldest first."""
+    eng = engine()
+    if as_json:
+        emit_json(list_suppressions(eng))
+        return
+    rows = list_suppressions(eng, limit=limit)
+    console.print(_suppressions_table(rows))
+    total = count_suppressions(eng)
+    if total > len(rows):
+        typer.echo(f"showing the latest {len(rows)} of {total}; use --limit or --json for more")
+
+
+def _suppressions_table(rows: list[SuppressionView]) -> Table:
+    table = Table("external_id", "channel", "reason", "created_at (UTC)")
+    for s in rows:
+        when = s["created_at"][:19].replace("T", " ")
+        table.add_row(*(Text(cell) for cell in (s["external_id"], s["channel"], s["reason"], when)))
     return table
