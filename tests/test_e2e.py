@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 import time
 from collections import Counter
@@ -55,11 +56,20 @@ def messages(url: str) -> list[dict[str, Any]]:
     return list(httpx.get(f"{url}/v1/messages", timeout=60).json())
 
 
+def duplicate_attempts(url: str) -> int:
+    """Every send the platform saw again with a key it had already accepted.
+
+    The platform stores a repeat once, so the stored messages cannot show a resend; this does.
+    """
+    stats = httpx.get(f"{url}/v1/stats", timeout=60).json()
+    return sum(int(account["duplicate_attempts"]) for account in stats.values())
+
+
 def setup_campaign(
     ctx: Context, url: str, eligible: int, outsiders: int, accounts: int = 5
 ) -> dict[str, int]:
     names = [f"acct{i}" for i in range(1, accounts + 1)]
-    ids = add_accounts(ctx.engine, names, channel="mock", url=url)
+    ids = add_accounts(ctx.engine, names, channel="mock", url=url, timeout_s="2")
     add_contacts(ctx.engine, eligible, channel="mock")
     add_contacts(ctx.engine, outsiders, channel="mock", tags=("java",), start=eligible + 1)
     add_campaign(ctx, "c1", names)
@@ -67,6 +77,7 @@ def setup_campaign(
 
 
 def assert_exactly_once(ctx: Context, url: str, eligible: int) -> None:
+    assert duplicate_attempts(url) == 0, "no idempotency key was ever sent twice"
     got = messages(url)
     per_recipient = Counter(m["to"] for m in got)
     assert len(per_recipient) == eligible, "every eligible contact has a message"
@@ -113,16 +124,53 @@ def test_killing_workers_at_random_never_loses_or_duplicates_a_message(
         workers = Workers(env_for(ctx, db_url, redis_url), tmp_path)
         workers.start(2)
         rng = random.Random(20261125)
+        progress = []
         try:
             start(ctx, "c1")
             for _ in range(6):
                 time.sleep(rng.uniform(1.0, 4.0))
+                progress.append(len(messages(url)))
                 workers.kill9_and_restart(rng.randrange(2))
             workers.await_completed(ctx, "c1", 400)
         finally:
             workers.stop()
-        assert workers.started >= 7
+        assert workers.killed == 6, "every kill hit a live worker"
+        assert 0 < progress[-1] < 20_000, f"the kills landed while it was sending: {progress}"
         assert_exactly_once(ctx, url, 20_000)
+
+
+def test_a_slow_platform_never_sees_a_key_twice_nor_two_sends_of_one_account_at_once(
+    db_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    """400 ms a send on an unpaced account, two workers: a batch takes longer than any row
+    lease, so a reconciler that took a live lane's rows would resend them (DESIGN 13)."""
+    ctx = make_context(db_url, redis_url, tmp_path)
+    with running_mock_platform(tmp_path / "mock.db", latency_ms=400) as url:
+        ids = add_accounts(ctx.engine, ["slow"], channel="mock", url=url, timeout_s="2")
+        add_contacts(ctx.engine, 120, channel="mock")
+        add_campaign(ctx, "c1", ["slow"])
+        env = {**env_for(ctx, db_url, redis_url), "SIYU_LANE_SLICE_S": "5"}
+        workers = Workers(env, tmp_path)
+        workers.start(2)
+        try:
+            start(ctx, "c1")
+            workers.await_completed(ctx, "c1", 300)
+        finally:
+            workers.stop()
+        assert duplicate_attempts(url) == 0
+        got = messages(url)
+        assert len(got) == 120 and len({m["to"] for m in got}) == 120
+        arrivals = sorted(iso_seconds(m["received_at"]) for m in got)
+        gaps = [b - a for a, b in itertools.pairwise(arrivals)]
+        # One lane at a time: each send waits 400 ms for its answer before the next leaves.
+        assert min(gaps) >= 0.3, f"two sends of one account overlapped: {min(gaps):.3f}s"
+        assert ids
+
+
+def iso_seconds(value: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(value).timestamp()
 
 
 def test_pause_stops_sends_resume_never_resends_and_cancel_skips_the_rest(
@@ -151,7 +199,7 @@ def test_pause_stops_sends_resume_never_resends_and_cancel_skips_the_rest(
         finally:
             workers.stop()
         got = Counter(m["to"] for m in messages(url))
-        assert max(got.values()) == 1
+        assert max(got.values()) == 1 and duplicate_attempts(url) == 0
         doc = campaign_status(ctx.engine, "c1")
         assert doc["status"] == "cancelled"
         assert doc["counts"]["sent"] == len(got)

@@ -23,6 +23,7 @@ class Workers:
         self.concurrency = concurrency
         self.procs: list[subprocess.Popen[bytes]] = []
         self.started = 0
+        self.killed = 0  # kill9_and_restart calls that found the worker alive
 
     def start(self, count: int = 1) -> None:
         for _ in range(count):
@@ -40,8 +41,10 @@ class Workers:
 
     def kill9_and_restart(self, index: int) -> None:
         proc = self.procs[index]
+        alive = proc.poll() is None
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
+        self.killed += alive and proc.returncode == -signal.SIGKILL
         self.procs[index] = self._spawn()
 
     def stop(self) -> None:

@@ -51,6 +51,7 @@ def tick(ctx: Context, *, force: bool = False) -> TickReport:
     report.ran = True
     begin_due_runs(ctx)
     close_windows(ctx)
+    skip_cancelled(ctx)
     _wake_cooled_accounts(ctx)
     reconcile(ctx)
     live = list(runs.running_runs(ctx.engine))
@@ -100,6 +101,27 @@ def close_windows(ctx: Context) -> list[int]:
                 )
             )
     return run_ids
+
+
+def skip_cancelled(ctx: Context) -> int:
+    """Rows of a cancelled run that came back to `pending` after the cancel (an in-flight send
+    that turned out not to have left, a lane's unsent rows) are `skipped` (`cancelled`)."""
+    cancelled = select(R.id).where(R.status == CampaignStatus.CANCELLED)
+    with ctx.engine.begin() as conn:
+        return int(
+            conn.execute(
+                update(tables.deliveries)
+                .where(D.run_id.in_(cancelled), D.state == DeliveryState.PENDING)
+                .values(
+                    state=DeliveryState.SKIPPED,
+                    reason="cancelled",
+                    lease_owner=None,
+                    lease_until=None,
+                    updated_at=utcnow(),
+                )
+            ).rowcount
+            or 0
+        )
 
 
 def _ensure_materialising(ctx: Context) -> list[int]:

@@ -56,11 +56,12 @@ class MockChannel(Channel):
         super().__init__(account, config)
         base_url = _base_url(account, self.config["url"])
         timeout_s = _timeout_s(account, self.config.get("timeout_s", DEFAULT_TIMEOUT_S))
-        self._send_timeout_s = CONNECT_TIMEOUT_S + timeout_s
+        connect_s = min(CONNECT_TIMEOUT_S, timeout_s)
+        self._send_timeout_s = connect_s + timeout_s
         self.remote_account = _remote_account(account, self.config.get("remote_account"))
         self._client = httpx.Client(
             base_url=base_url,
-            timeout=httpx.Timeout(timeout_s, connect=CONNECT_TIMEOUT_S),
+            timeout=httpx.Timeout(timeout_s, connect=connect_s),
             transport=transport,
             headers={"User-Agent": "siyu-mock-channel"},
         )

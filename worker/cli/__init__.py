@@ -21,7 +21,7 @@ app = typer.Typer(
 def _register() -> None:
     from worker.cli import accounts, campaigns, contacts, mockplatform, ops, segments
 
-    app.add_typer(contacts.app, name="contacts", help="Import and list contacts.")
+    app.add_typer(contacts.app, name="contacts", help="Import, list and suppress contacts.")
     app.add_typer(accounts.app, name="accounts", help="Sender accounts and their health.")
     app.add_typer(segments.app, name="segments", help="Audience segments.")
     app.add_typer(campaigns.app, name="campaigns", help="Create, run and watch campaigns.")

@@ -1,0 +1,111 @@
+"""Names are per installation (DESIGN 16), and `siyu init` is safe to run concurrently."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import create_engine, text
+
+from tests.conftest import PG_URL
+from tests.support.mockplatform import running_mock_platform
+from tests.support.world import add_accounts, add_campaign, add_contacts, make_context, start
+from worker.campaigns.materialise import materialise
+from worker.dispatch.keys import keys
+from worker.dispatch.lane import run_lane
+from worker.dispatch.lease import Lease
+from worker.store.db import init_db, installation_id, make_engine
+
+
+@pytest.fixture
+def platform(tmp_path: Path) -> Iterator[str]:
+    with running_mock_platform(tmp_path / "mock.db") as url:
+        yield url
+
+
+def test_two_databases_sharing_a_platform_and_a_redis_never_collide(
+    redis_url: str, tmp_path: Path, platform: str
+) -> None:
+    """Staging and production (or a restored backup) with the same account names, contact
+    ids and run ids, one platform account and one Redis: each delivers its own messages,
+    and a lane of one never holds the other's account."""
+    contexts, lanes = [], []
+    for name in ("staging", "production"):
+        home = tmp_path / name
+        home.mkdir()
+        ctx = make_context(f"sqlite:///{home / 'siyu.db'}", redis_url, home)
+        ids = add_accounts(ctx.engine, ["assistant"], channel="mock", url=platform)
+        add_contacts(ctx.engine, 25, channel="mock")
+        add_campaign(ctx, "c1", ["assistant"])
+        run = start(ctx, "c1")
+        materialise(ctx, run.id)  # type: ignore[arg-type]
+        contexts.append(ctx)
+        lanes.append(ids["assistant"])
+    assert lanes[0] == lanes[1], "the same account id in both databases"
+    staging_lane = Lease(contexts[0].redis, keys(contexts[0]).lane(lanes[0]), 30_000)
+    assert staging_lane.acquire()  # staging is busy with its account
+    assert run_lane(contexts[1], lanes[1], slice_s=10).sent == 25
+    staging_lane.release()
+    assert run_lane(contexts[0], lanes[0], slice_s=10).sent == 25
+    stats = httpx.get(f"{platform}/v1/stats").json()["assistant"]
+    assert stats["accepted"] == 50, stats
+    assert stats["duplicate_attempts"] == 0, stats
+
+
+def test_every_database_gets_its_own_installation_id_once(tmp_path: Path) -> None:
+    first = make_engine(f"sqlite:///{tmp_path / 'a.db'}")
+    second = make_engine(f"sqlite:///{tmp_path / 'b.db'}")
+    init_db(first)
+    init_db(second)
+    made = installation_id(first)
+    init_db(first)
+    assert installation_id(first) == made and len(made) == 16
+    assert installation_id(second) != made
+
+
+def test_two_inits_at_once_on_a_fresh_postgresql_both_succeed(pg_url: str) -> None:
+    """Both race to CREATE TABLE on an empty schema; without a lock one died with
+    UniqueViolation. Tried on several fresh schemas, each init in its own thread."""
+    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    try:
+        for _ in range(4):
+            schema = f"init_{uuid.uuid4().hex[:10]}"
+            with admin.connect() as conn:
+                conn.execute(text(f"CREATE SCHEMA {schema}"))
+            url = f"{PG_URL}?options=-csearch_path%3D{schema}"
+            errors = _init_concurrently(url, 2)
+            with admin.connect() as conn:
+                conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+            assert errors == [], errors
+    finally:
+        admin.dispose()
+    assert pg_url
+
+
+def _init_concurrently(url: str, count: int) -> list[BaseException]:
+    barrier = threading.Barrier(count)
+    errors: list[BaseException] = []
+    engines = [make_engine(url) for _ in range(count)]
+
+    def init(index: int) -> None:
+        try:
+            barrier.wait()
+            init_db(engines[index])
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=init, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    ids = {installation_id(engine) for engine in engines} if not errors else set()
+    for engine in engines:
+        engine.dispose()
+    if not errors and len(ids) != 1:
+        errors.append(AssertionError(f"one database, several installation ids: {ids}"))
+    return errors
