@@ -2,8 +2,8 @@
 
 It follows `reserve.lua` step by step (see `worker.limiter.backend` for the semantics),
 including key expiry, so a test against it says something about the Redis backend too. It
-trims old slots on every call where the script trims every 16th slot; slots that old bind
-no window, so the replies are the same.
+trims old slots on every call where the script trims only when its set would outgrow the
+largest limit; slots that old bind no window, so the replies are the same.
 """
 
 from __future__ import annotations
