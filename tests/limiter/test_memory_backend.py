@@ -179,3 +179,19 @@ def test_a_period_already_booked_is_skipped_without_asking_for_its_day_count(
         "a", windows=(), gaps_ms=[60_000], open_from_ms=T0, open_until_ms=T0 + HOUR_MS, day=day
     )
     assert (got.outcome, got.resume_at_ms) == (Outcome.CLOSED, T0 + 5 * HOUR_MS + 60_000)
+
+
+def test_a_slot_exactly_at_open_until_is_not_reserved(backend: MemoryBackend) -> None:
+    got = backend.reserve(
+        "a", windows=PER_SECOND_2, gaps_ms=[0] * 5, open_from_ms=T0, open_until_ms=T0 + 2000
+    )
+    assert relative(got.times_ms) == [0, 0, 1000, 1000]
+    assert (got.outcome, got.resume_at_ms) == (Outcome.CLOSED, T0 + 2000)
+
+
+def test_a_slot_one_ms_before_open_until_is_reserved(backend: MemoryBackend) -> None:
+    got = backend.reserve(
+        "a", windows=PER_SECOND_2, gaps_ms=[0] * 5, open_from_ms=T0, open_until_ms=T0 + 2001
+    )
+    assert relative(got.times_ms) == [0, 0, 1000, 1000, 2000]
+    assert got.outcome is Outcome.RESERVED

@@ -53,6 +53,23 @@ def test_redis_and_memory_place_the_same_schedule(backend: RedisBackend) -> None
     ]
 
 
+@pytest.mark.parametrize(("until_after_ms", "expected"), [(2000, 4), (2001, 5)])
+def test_a_slot_exactly_at_open_until_is_not_reserved_on_redis(
+    backend: RedisBackend, client: redis.Redis, until_after_ms: int, expected: int
+) -> None:
+    start = int(redis_now_s(client) * 1000) + 600_000  # later than now: now cannot matter
+    got = backend.reserve(
+        "a",
+        windows=(Window(1000, 2),),
+        gaps_ms=[0] * 5,
+        open_from_ms=start,
+        open_until_ms=start + until_after_ms,
+    )
+    assert [t - start for t in got.times_ms] == [0, 0, 1000, 1000, 2000][:expected]
+    if expected == 4:
+        assert (got.outcome, got.resume_at_ms) == (Outcome.CLOSED, start + 2000)
+
+
 def test_redis_time_is_the_clock_not_the_callers(
     backend: RedisBackend, client: redis.Redis
 ) -> None:

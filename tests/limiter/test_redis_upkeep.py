@@ -120,10 +120,26 @@ def test_the_stored_count_never_falls_below_the_slots_held(
 
 def test_trimmed_slots_leave_the_count_exact(backend: RedisBackend, client: redis.Redis) -> None:
     windows = (Window(1, 1),)  # 1 ms apart, and stale 1 ms later
-    reserve(backend, 16, windows=windows)
+    reserve(backend, 20, windows=windows)
     time.sleep(0.05)  # every slot reserved so far is now older than the window
-    reserve(backend, 16, windows=windows)  # a batch trims first
-    assert state(client, backend)[3] == client.zcard(backend.keys("a")[0]) == 16
+    reserve(backend, 20, windows=windows)  # 40 would pass the limit + 32: trims first
+    assert state(client, backend)[3] == client.zcard(backend.keys("a")[0]) == 20
+
+
+def test_stale_slots_are_trimmed_whatever_the_counts_asked_for(
+    backend: RedisBackend, client: redis.Redis
+) -> None:
+    # 200 per 5 ms never binds here, so every slot is stale 5 ms after it was reserved. Counts
+    # of 2 after a first 1 keep the member counter odd, which once meant never trimming.
+    windows, slots_key = (Window(5, 200),), backend.keys("a")[0]
+    sizes = []
+    for i in range(3000):
+        reserve(backend, 1 if i == 0 else 2, windows=windows)
+        if i % 50 == 0:
+            sizes.append(client.zcard(slots_key))
+    sizes.append(client.zcard(slots_key))
+    assert max(sizes) <= 200 + 32 + 2  # the largest limit, the slack, one call's slots
+    assert state(client, backend)[3] >= sizes[-1]
 
 
 def test_a_count_past_its_slots_expiry_is_counted_again(

@@ -3,8 +3,8 @@
     policy.py         rate_limits/<name>.toml -> Policy (load_policies, resolve_policy)
     model.py          the frozen policy values (no storage detail)
     localtime.py      local days and quiet hours in the account's time zone
-    backend.py        the LimiterBackend protocol: one atomic reserve()
-    reserve.lua       that primitive on Redis, Redis TIME as the clock
+    backend.py        the LimiterBackend protocol: atomic reserve() and release()
+    reserve.lua       those primitives on Redis, Redis TIME as the clock (+ release.lua)
     redis_backend.py  RedisBackend (production) | memory.py  MemoryBackend (tests)
     limiter.py        AccountLimiter: Policy + time zone + backend -> send times
 
@@ -19,6 +19,7 @@ Typical use in a lane:
     for message, at in zip(batch, slots.times_s):   # fewer than asked: slots.next_open_s
         time.sleep(max(0.0, at - time.time()))
         send(message)
+    limiter.release(unused)   # slots of skipped recipients or a batch cut short
 """
 
 from worker.limiter.backend import DayQuota, LimiterBackend, Outcome, Reservation

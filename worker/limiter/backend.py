@@ -1,4 +1,4 @@
-"""The storage contract under the limiter: one atomic "reserve the next send times" primitive.
+"""The storage contract under the limiter: atomic "reserve the next send times" and "release".
 
 A backend knows windows, gaps and counters, not policies, time zones or quiet hours: the
 `AccountLimiter` above it translates those into a request. Two implementations keep the same
@@ -19,6 +19,16 @@ Semantics of `reserve`, shared by both:
     starts from `day.count_if_missing`; if that is `None` nothing is reserved and the reply is
     `Outcome.DAY_COUNT_MISSING`, so the caller can count the day's sends in the database and
     ask again.
+  * Slots at or before now - the longest span bind no window, and no release looks at them
+    (below): a backend may drop them whenever it likes without changing any reply.
+
+Semantics of `release`, shared by both: each released time removes one slot at that time (two
+slots may share a millisecond), so it no longer counts in any window, and lowers the counter
+of the local day `day` by one (never below zero; a missing counter stays missing). Release a
+slot at most once. When the latest slot goes back, the gap for the next one counts from the
+latest slot left after now - the longest span, or else from now - the longest span (earlier
+slots are not tracked: that is the latest an unseen one can be). Without windows no slots are
+kept, and the latest slot stays where it was.
 """
 
 from __future__ import annotations
@@ -77,6 +87,21 @@ class LimiterBackend(Protocol):
         """Reserve up to `len(gaps_ms)` send times for one account (see the module doc)."""
         ...
 
+    def release(
+        self,
+        account_key: str,
+        *,
+        times_ms: Sequence[int],
+        windows: Sequence[Window],
+        day: str | None,
+    ) -> None:
+        """Give back reserved send times that will not be used (see the module doc).
+
+        `windows` are the ones the slots were reserved under (their longest span says which
+        slots are still tracked); `day` is the local day key they were counted under.
+        """
+        ...
+
 
 def check_request(
     account_key: str,
@@ -96,3 +121,13 @@ def check_request(
         raise ValueError(f"empty open period [{open_from_ms}, {open_until_ms})")
     if day is not None and (day.limit <= 0 or (day.count_if_missing or 0) < 0):
         raise ValueError(f"invalid day quota {day}")
+
+
+def check_release(account_key: str, times_ms: Sequence[int]) -> None:
+    """Raise `ValueError` for a release no backend should accept."""
+    if not account_key:
+        raise ValueError("account_key must not be empty")
+    if not 1 <= len(times_ms) <= MAX_SLOTS_PER_CALL:
+        raise ValueError(f"release 1..{MAX_SLOTS_PER_CALL} slots per call, got {len(times_ms)}")
+    if any(t < 0 for t in times_ms):
+        raise ValueError("times_ms must not be negative")

@@ -3,7 +3,8 @@
 It turns a `Policy` into backend requests: it skips quiet hours and moves past full local
 days (both in the account's time zone), draws the random human-like gaps (the backend never
 draws randomness), slows everything down by `rate_multiplier`, and rebuilds a lost day count
-from the database through `day_counter`. The backend does the atomic part.
+from the database through `day_counter`; `release` gives back slots that were not used.
+The backend does the atomic part.
 """
 
 from __future__ import annotations
@@ -11,12 +12,18 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from worker.errors import UserError
-from worker.limiter.backend import DayQuota, LimiterBackend, Outcome, Reservation
+from worker.limiter.backend import (
+    MAX_SLOTS_PER_CALL,
+    DayQuota,
+    LimiterBackend,
+    Outcome,
+    Reservation,
+)
 from worker.limiter.localtime import LocalCalendar, LocalDay, OpenPeriod
 from worker.limiter.model import AccountLimits, Policy, Window, check_multiplier
 
@@ -127,6 +134,38 @@ class AccountLimiter:
         until_ms = None if not_after is None else math.floor(not_after * 1000)
         times_ms, next_ms = self._reserve_from(count, not_before, until_ms)
         return Slots([t / 1000 for t in times_ms], None if next_ms is None else next_ms / 1000)
+
+    def release(self, times_s: Sequence[float]) -> None:
+        """Give back reserved send times that will not be used: they then count nowhere.
+
+        For a recipient skipped after its slot was reserved, a late wake-up that takes a fresh
+        slot instead, a batch cut short: each slot leaves every window and its local day's
+        count, so the day's budget is not lost. Release only times this account reserved,
+        each at most once.
+        """
+        if self._unlimited:
+            return
+        for day_key, times_ms in self._by_day(times_s).items():
+            for i in range(0, len(times_ms), MAX_SLOTS_PER_CALL):
+                self.backend.release(
+                    self.account_key,
+                    times_ms=times_ms[i : i + MAX_SLOTS_PER_CALL],
+                    windows=self._windows,
+                    day=day_key,
+                )
+
+    def _by_day(self, times_s: Sequence[float]) -> dict[str | None, list[int]]:
+        """Epoch-ms times by the key of the local day they count under (`None`: no day cap)."""
+        groups: dict[str | None, list[int]] = {}
+        day: LocalDay | None = None
+        for at_s in times_s:
+            at_ms = round(at_s * 1000)
+            if self.limits.per_day is not None and (
+                day is None or not day.start_ms <= at_ms < day.end_ms
+            ):
+                day = self.calendar.local_day(at_ms)
+            groups.setdefault(None if day is None else day.key, []).append(at_ms)
+        return groups
 
     def batch_size(self, default: int, horizon_s: float = 30.0) -> int:
         """How many sends the limits allow within `horizon_s` at best, between 1 and `default`.

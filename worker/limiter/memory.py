@@ -2,8 +2,8 @@
 
 It follows `reserve.lua` step by step (see `worker.limiter.backend` for the semantics),
 including key expiry, so a test against it says something about the Redis backend too. It
-trims old slots on every call where the script trims every 16th slot; slots that old bind
-no window, so the replies are the same.
+trims old slots on every call where the script trims only when its set would outgrow the
+largest limit; slots that old bind no window, so the replies are the same.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from worker.limiter.backend import DayQuota, Outcome, Reservation, check_request
+from worker.limiter.backend import DayQuota, Outcome, Reservation, check_release, check_request
 from worker.limiter.model import DAY_MS, Window
 
 Clock = Callable[[], float]  # epoch seconds, like time.time
@@ -85,6 +85,32 @@ class MemoryBackend:
                 times.append(at_ms)
             return self._done(account, day, used, times, Outcome.RESERVED, None)
 
+    def release(
+        self,
+        account_key: str,
+        *,
+        times_ms: Sequence[int],
+        windows: Sequence[Window],
+        day: str | None,
+    ) -> None:
+        """Give back reserved send times (see `worker.limiter.backend`), as release.lua does."""
+        check_release(account_key, times_ms)
+        with self._lock:
+            now_ms = self.now_ms()
+            account = self._account(account_key)
+            longest = _longest_ms(windows)
+            if longest > 0:
+                for at_ms in times_ms:
+                    _remove_one(account.slots_ms, at_ms)
+                last_ms = account.last_ms if account.last_expires_ms > now_ms else None
+                if last_ms is not None and last_ms in times_ms:
+                    account.last_ms = _new_last(account.slots_ms, last_ms, now_ms - longest)
+            if day is not None:
+                count = self._day_count(account, day, now_ms)
+                if count is not None:
+                    expires_ms = account.days[day][1]
+                    account.days[day] = (max(0, count - len(times_ms)), expires_ms)
+
     @staticmethod
     def _done(
         account: _Account,
@@ -110,13 +136,32 @@ class MemoryBackend:
         return count if expires_ms > now_ms else None
 
 
+def _longest_ms(windows: Sequence[Window]) -> int:
+    return max((w.span_ms for w in windows), default=0)
+
+
 def _trim(account: _Account, windows: Sequence[Window], now_ms: int) -> None:
     """Forget what Redis would have expired or trimmed: an old last send, unseen slots."""
     if account.last_ms is not None and account.last_expires_ms <= now_ms:
         account.last_ms = None
-    longest = max((w.span_ms for w in windows), default=0)
-    cut = bisect.bisect_right(account.slots_ms, now_ms - longest)
+    cut = bisect.bisect_right(account.slots_ms, now_ms - _longest_ms(windows))
     del account.slots_ms[:cut]
+
+
+def _remove_one(slots_ms: list[int], at_ms: int) -> None:
+    """Remove one slot at `at_ms`, if there is one."""
+    i = bisect.bisect_left(slots_ms, at_ms)
+    if i < len(slots_ms) and slots_ms[i] == at_ms:
+        del slots_ms[i]
+
+
+def _new_last(slots_ms: list[int], last_ms: int, floor_ms: int) -> int:
+    """After the latest slot went back: the latest slot left after `floor_ms`, else the floor.
+
+    Never later than before: slots are only appended in time order.
+    """
+    anchor = slots_ms[-1] if slots_ms and slots_ms[-1] > floor_ms else floor_ms
+    return min(last_ms, anchor)
 
 
 def _next_slot(account: _Account, windows: Sequence[Window], gap_ms: int, earliest_ms: int) -> int:

@@ -1,4 +1,4 @@
-"""The production `LimiterBackend`: `reserve.lua` on Redis, with Redis `TIME` as the clock.
+"""The production `LimiterBackend`: Lua scripts on Redis, with Redis `TIME` as the clock.
 
 Works with any `redis.Redis` client (TCP or unix socket). Keys share the account's hash tag,
 `<prefix>:{<account_key>}:...`, so one script touches one cluster slot, and every key carries
@@ -18,18 +18,34 @@ import os
 import threading
 import weakref
 from collections.abc import Sequence
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
 import redis
 
 from worker.errors import ServiceUnavailable
-from worker.limiter.backend import DayQuota, Outcome, Reservation, check_request
+from worker.limiter.backend import DayQuota, Outcome, Reservation, check_release, check_request
 from worker.limiter.model import Window
 
 DEFAULT_PREFIX = "siyu:limiter"
-_LUA = resources.files("worker.limiter").joinpath("reserve.lua").read_text(encoding="utf-8")
-_SHA = hashlib.sha1(_LUA.encode("utf-8")).hexdigest()  # what SCRIPT LOAD replies
+
+
+@dataclass(frozen=True, slots=True)
+class Script:
+    """A Lua script of this package and the SHA1 that SCRIPT LOAD replies for it."""
+
+    lua: str
+    sha: str
+
+    @classmethod
+    def named(cls, name: str) -> Script:
+        lua = resources.files("worker.limiter").joinpath(name).read_text(encoding="utf-8")
+        return cls(lua, hashlib.sha1(lua.encode("utf-8")).hexdigest())
+
+
+RESERVE = Script.named("reserve.lua")
+RELEASE = Script.named("release.lua")
 _OUTCOMES = tuple(Outcome)  # indexed by the script's outcome number
 _NO_DAY = (0, 0, 0)  # day_limit 0: the script leaves the day counter alone
 
@@ -74,13 +90,24 @@ class RedisBackend:
             day_args = (day.limit, day.end_ms, seed)
         keys = self.keys(account_key, day.key if day else "")
         args = (open_from_ms, open_until_ms, *day_args, *self._window_args_for(windows), *gaps_ms)
-        try:
-            reply: Any = self._eval(keys, args)
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            raise ServiceUnavailable(f"Redis is unreachable for rate limiting: {exc}") from exc
+        reply: Any = self._eval(RESERVE, keys, args)
         outcome = _OUTCOMES[reply[0]]  # integer replies arrive as ints
         resume = reply[1] if outcome in (Outcome.CLOSED, Outcome.DAY_FULL) else None
         return Reservation(tuple(reply[2:]), outcome, resume)
+
+    def release(
+        self,
+        account_key: str,
+        *,
+        times_ms: Sequence[int],
+        windows: Sequence[Window],
+        day: str | None,
+    ) -> None:
+        """Give back reserved send times (see `worker.limiter.backend`)."""
+        check_release(account_key, times_ms)
+        longest_ms = max((window.span_ms for window in windows), default=0)
+        args = (longest_ms, 0 if day is None else 1, *times_ms)
+        self._eval(RELEASE, self.keys(account_key, day or ""), args)
 
     def _window_args_for(self, windows: Sequence[Window]) -> tuple[int, ...]:
         """ARGV's window part, n_windows then span/limit pairs; rebuilt only for new windows.
@@ -96,14 +123,17 @@ class RedisBackend:
             cached = self._window_args = (windows, (len(windows), *pairs))
         return cached[1]
 
-    def _eval(self, keys: list[str], args: tuple[int, ...]) -> Any:
-        """EVALSHA the script, loading it first on a server that does not know it yet."""
-        client = self._pinned.client(self.client)
+    def _eval(self, script: Script, keys: list[str], args: tuple[int, ...]) -> Any:
+        """EVALSHA a script, loading it first on a server that does not know it yet."""
         try:
-            return client.evalsha(_SHA, len(keys), *keys, *args)
-        except redis.exceptions.NoScriptError:  # a new, restarted or flushed server
-            client.script_load(_LUA)
-            return client.evalsha(_SHA, len(keys), *keys, *args)
+            client = self._pinned.client(self.client)  # pinning connects
+            try:
+                return client.evalsha(script.sha, len(keys), *keys, *args)
+            except redis.exceptions.NoScriptError:  # a new, restarted or flushed server
+                client.script_load(script.lua)
+                return client.evalsha(script.sha, len(keys), *keys, *args)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise ServiceUnavailable(f"Redis is unreachable for rate limiting: {exc}") from exc
 
 
 class PinnedConnections:

@@ -23,6 +23,9 @@
 -- Expiry: slots live until the longest window has passed the last slot (and at most one
 -- more longest window: see the end), the state a day after the last slot, a day counter a
 -- day after its local day.
+-- Size: slots at or before now - longest bind no window. They are dropped whenever the call
+-- would take the stored count past the largest limit + SLACK, so KEYS[1] holds at most that
+-- many plus this call's slots, or else only slots after now - longest (booked ahead).
 
 local call, max = redis.call, math.max
 local clock = call('TIME')
@@ -34,12 +37,14 @@ local day_end = tonumber(ARGV[4])
 local day_seed = tonumber(ARGV[5])
 local n_windows = tonumber(ARGV[6])
 local DAY_MS = 86400000
+local SLACK = 32  -- stale slots kept between two trims: a busy account trims every SLACK slots
 
-local spans, limits, longest = {}, {}, 0
+local spans, limits, longest, widest = {}, {}, 0, 0
 for w = 1, n_windows do
   spans[w] = tonumber(ARGV[5 + 2 * w])
   limits[w] = tonumber(ARGV[6 + 2 * w])
   if spans[w] > longest then longest = spans[w] end
+  if limits[w] > widest then widest = limits[w] end
 end
 local first_gap, last_gap = 7 + 2 * n_windows, #ARGV
 
@@ -60,9 +65,9 @@ end
 if longest > 0 then
   -- Without a count to trust (a new or older state, or slots that may have expired), ask.
   if stored == nil or now >= slots_expiry then stored = call('ZCARD', KEYS[1]) end
-  -- Slots at or before now - longest can no longer bind any window: drop them now and then
-  -- (every 16th slot, and on every batch) to bound memory without a call each time.
-  if seq % 16 == 0 or last_gap - first_gap >= 15 then
+  -- Slots at or before now - longest can no longer bind any window: drop them once they
+  -- could make the set outgrow what the widest window needs, not on every call.
+  if stored + (last_gap - first_gap + 1) > widest + SLACK then
     stored = stored - call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - longest)
   end
 end
