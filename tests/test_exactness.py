@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -27,12 +28,13 @@ from worker.campaigns import lifecycle
 from worker.campaigns.materialise import materialise
 from worker.campaigns.status import campaign_status
 from worker.channels.base import OutboundMessage, SendResult
-from worker.channels.errors import AuthExpired
+from worker.channels.errors import AuthExpired, DeliveryUnknown, Transient
 from worker.dispatch import outbox
 from worker.dispatch.keys import keys
 from worker.dispatch.kick import follow_up
 from worker.dispatch.lane import run_lane
 from worker.dispatch.pacers import pacer_for
+from worker.dispatch.pacing import Unpaced
 from worker.dispatch.recipients import suppress
 from worker.dispatch.reconcile import reconcile
 from worker.runtime import Context
@@ -364,3 +366,63 @@ def test_a_claim_skips_rows_another_claimer_has_locked(ctx: Context) -> None:
         tx.rollback()
         holder.close()
         worker.join(timeout=30)
+
+
+class RecordingPacer(Unpaced):
+    """Unlimited, but counts what is reserved and given back."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reserved: list[int] = []
+        self.released = 0
+
+    def reserve(self, count: int, *, not_after: float | None = None) -> list[float]:
+        self.reserved.append(count)
+        return super().reserve(count, not_after=not_after)
+
+    def release(self, times: Sequence[float]) -> None:
+        self.released += len(times)
+
+
+def test_retries_and_the_resend_after_a_refresh_each_take_a_slot(ctx: Context) -> None:
+    ids = add_accounts(ctx.engine, ["a1"], channel="scripted")
+    add_contacts(ctx.engine, 4, channel="scripted")
+    start_campaign(ctx, "c1", ["a1"])
+    seen: Counter[str] = Counter()
+
+    def first_try_fails(message: OutboundMessage) -> SendResult:
+        seen[message.idempotency_key] += 1
+        if seen[message.idempotency_key] == 1:
+            key_number = int(message.to[1:])
+            raise (Transient("503") if key_number % 2 else AuthExpired("token"))
+        return SendResult("ok")
+
+    ScriptedChannel.scripts["a1"] = first_try_fails
+    pacer = RecordingPacer()
+    run_lane(ctx, ids["a1"], slice_s=5, pacer_factory=lambda _c, _a: pacer)
+    assert states(ctx) == Counter({"sent": 4})
+    assert pacer.reserved == [4, 1, 1, 1, 1], "one slot for each message, one for each retry"
+    assert pacer.released == 0
+
+
+def test_an_ambiguous_send_the_platform_never_got_backs_off_and_then_fails(
+    ctx: Context,
+) -> None:
+    ctx.settings.max_attempts = 2
+    ids = add_accounts(ctx.engine, ["a1"], channel="scripted_lookup")
+    add_contacts(ctx.engine, 1, channel="scripted_lookup")
+    start_campaign(ctx, "c1", ["a1"])
+
+    def lost(message: OutboundMessage) -> SendResult:
+        raise DeliveryUnknown("read timeout")  # and the lookup finds nothing
+
+    ScriptedChannel.scripts["a1"] = lost
+    run_lane(ctx, ids["a1"], slice_s=5)
+    with ctx.engine.connect() as conn:
+        state, not_before = conn.execute(select(D.state, D.not_before)).one()
+    assert state == "pending" and not_before is not None and not_before > utcnow()
+    make_due(ctx)
+    run_lane(ctx, ids["a1"], slice_s=5)
+    with ctx.engine.connect() as conn:
+        state, reason, attempts = conn.execute(select(D.state, D.reason, D.attempts)).one()
+    assert (state, reason, attempts) == ("failed", "retries_exhausted", 2)

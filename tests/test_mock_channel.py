@@ -79,7 +79,8 @@ def test_a_send_posts_the_message_to_the_accounts_endpoint_and_returns_its_id() 
         (404, {"error": "recipient_not_found"}, RecipientUnreachable),
         (401, {"error": "token_expired"}, AuthExpired),
         (500, {"error": "internal"}, Transient),
-        (502, None, Transient),
+        (502, None, DeliveryUnknown),  # a gateway: the platform behind it may have accepted
+        (504, None, DeliveryUnknown),
         (503, {"error": "maintenance"}, Transient),
         (404, {"detail": "Not Found"}, ChannelError),
         (422, {"detail": [{"msg": "bad", "input": PRIVATE_TEXT}]}, ChannelError),
