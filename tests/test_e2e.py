@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from tests.support.cluster import Workers, wait_for
-from tests.support.mockplatform import running_mock_platform
+from tests.support.mockplatform import duplicate_attempts, running_mock_platform
 from tests.support.world import (
     add_accounts,
     add_campaign,
@@ -54,15 +54,6 @@ def env_for(ctx: Context, db_url: str, redis_url: str) -> dict[str, str]:
 
 def messages(url: str) -> list[dict[str, Any]]:
     return list(httpx.get(f"{url}/v1/messages", timeout=60).json())
-
-
-def duplicate_attempts(url: str) -> int:
-    """Every send the platform saw again with a key it had already accepted.
-
-    The platform stores a repeat once, so the stored messages cannot show a resend; this does.
-    """
-    stats = httpx.get(f"{url}/v1/stats", timeout=60).json()
-    return sum(int(account["duplicate_attempts"]) for account in stats.values())
 
 
 def setup_campaign(

@@ -109,3 +109,17 @@ def _init_concurrently(url: str, count: int) -> list[BaseException]:
     if not errors and len(ids) != 1:
         errors.append(AssertionError(f"one database, several installation ids: {ids}"))
     return errors
+
+
+def test_init_upgrades_a_database_made_by_an_older_siyu(db_url: str) -> None:
+    """A column added since (accounts.next_send_at) is added by init; data stays."""
+    engine = make_engine(db_url)
+    init_db(engine)
+    add_accounts(engine, ["old"])
+    with engine.begin() as conn:
+        conn.execute(text("ALTER TABLE accounts DROP COLUMN next_send_at"))
+    init_db(engine)
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT name, next_send_at FROM accounts")).all()
+    engine.dispose()
+    assert [tuple(r) for r in rows] == [("old", None)]

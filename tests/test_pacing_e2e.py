@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import select
 
 from tests.support.cluster import Workers, wait_for
-from tests.support.mockplatform import running_mock_platform
+from tests.support.mockplatform import duplicate_attempts, running_mock_platform
 from tests.support.world import (
     add_accounts,
     add_campaign,
@@ -97,6 +97,7 @@ def test_four_workers_never_break_any_window_and_keep_each_account_busy(
         finally:
             workers.stop()
         timelines = received(url)
+        assert duplicate_attempts(url) == 0
     for account, times in timelines.items():
         assert max_in_window(times, 1.0) <= 2, account
         assert max_in_window(times, 60.0) <= 60, account
@@ -129,6 +130,7 @@ def test_a_campaign_is_paced_to_finish_near_its_end_time(
         finally:
             workers.stop()
         times = sorted(t for ts in received(url).values() for t in ts)
+        assert duplicate_attempts(url) == 0
     t0 = begin.replace(tzinfo=UTC).timestamp()
     assert len(times) == 80
     assert times[0] >= t0 - 0.5, "nothing before the start"
@@ -167,6 +169,7 @@ def test_429s_make_an_account_back_off_without_being_banned(
     assert sum(s["rate_limited"] for s in stats.values()) >= 1, "the platform did push back"
     assert not any(s["banned"] for s in stats.values()), stats
     assert len(got) == 30 and max(got.values()) == 1
+    assert sum(s["duplicate_attempts"] for s in stats.values()) == 0, stats
 
 
 def test_a_banned_accounts_movable_deliveries_finish_on_the_others(
@@ -206,6 +209,7 @@ def test_a_banned_accounts_movable_deliveries_finish_on_the_others(
             for base in (strict, lenient)
             for m in httpx.get(f"{base}/v1/messages", timeout=10).json()
         ]
+        assert duplicate_attempts(strict) == duplicate_attempts(lenient) == 0
     per_contact = Counter(m["to"] for m in messages)
     assert max(per_contact.values()) == 1, "nobody is messaged twice"
     assert {f"u{i:06d}" for i in range(4, 61)} <= set(per_contact), "movable ones all arrived"

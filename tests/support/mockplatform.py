@@ -62,6 +62,15 @@ def running_mock_platform(
         raise AssertionError("unreachable: the last attempt either yields or raises")
 
 
+def duplicate_attempts(url: str) -> int:
+    """Every send the platform saw again with a key it had already accepted.
+
+    The platform stores a repeat once, so its stored messages cannot show a resend; this can.
+    """
+    stats = httpx.get(f"{url}/v1/stats", timeout=60).json()
+    return sum(int(account["duplicate_attempts"]) for account in stats.values())
+
+
 def free_port() -> int:
     """A loopback TCP port nobody listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, select, text
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 from sqlmodel import Session, SQLModel
@@ -139,7 +139,23 @@ def init_db(engine: Engine) -> None:
         if not is_sqlite(engine):
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _INIT_LOCK_KEY})
         SQLModel.metadata.create_all(conn)
+        _add_missing_columns(conn)
         _ensure_installation(conn)
+
+
+def _add_missing_columns(conn: Connection) -> None:
+    """Upgrade tables made by an older siyu: add the nullable columns it did not have.
+
+    Enough for additive changes; anything else waits for real migrations.
+    """
+    inspector = inspect(conn)
+    for table in SQLModel.metadata.sorted_tables:
+        present = {column["name"] for column in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name in present or not column.nullable:
+                continue
+            kind = column.type.compile(dialect=conn.dialect)
+            conn.execute(text(f'ALTER TABLE "{table.name}" ADD COLUMN "{column.name}" {kind}'))
 
 
 def _ensure_installation(conn: Connection) -> None:
