@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import func, select, update
 
 from tests.support.fakes import ScriptedChannel, ScriptedLookupChannel, register_fakes
+from tests.support.rows import make_due, states
 from tests.support.world import add_accounts, add_campaign, add_contacts, make_context, start
 from worker.campaigns.assignment import HASH_MULTIPLIER, Sender, normalised
 from worker.campaigns.lifecycle import cancel_campaign, pause_campaign, resume_campaign
@@ -46,18 +47,6 @@ EXPIRED = -1.0  # a database lease that has already passed: a dead lane's rows
 
 def key_of(ctx: Context, run_id: int, contact_id: int) -> str:
     return idempotency_key(installation_id(ctx.engine), run_id, contact_id)
-
-
-def states(ctx: Context) -> Counter[str]:
-    with ctx.engine.connect() as conn:
-        rows = conn.execute(select(D.state, func.count()).group_by(D.state)).all()
-    return Counter({state: n for state, n in rows})
-
-
-def make_due(ctx: Context) -> None:
-    """Let every backoff pass."""
-    with ctx.engine.begin() as conn:
-        conn.execute(update(tables.deliveries).values(not_before=None))
 
 
 def run_id_of(ctx: Context) -> int:

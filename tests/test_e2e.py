@@ -164,6 +164,35 @@ def iso_seconds(value: str) -> float:
     return datetime.fromisoformat(value).timestamp()
 
 
+def test_six_campaigns_started_back_to_back_under_running_workers_all_complete(
+    db_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    """The review's reproduction, scaled down: campaigns started one after another while
+    workers (and their ticks) run; each must deliver to its whole audience, once."""
+    ctx = make_context(db_url, redis_url, tmp_path)
+    with running_mock_platform(tmp_path / "mock.db") as url:
+        names = ["fast1", "fast2"]
+        add_accounts(ctx.engine, names, channel="mock", url=url, timeout_s="2")
+        add_contacts(ctx.engine, 3000, channel="mock")
+        campaigns = [f"c{i}" for i in range(1, 7)]
+        for name in campaigns:
+            add_campaign(ctx, name, names)
+        workers = Workers(env_for(ctx, db_url, redis_url), tmp_path)
+        workers.start(2)
+        try:
+            for name in campaigns:
+                start(ctx, name)
+            for name in campaigns:
+                workers.await_completed(ctx, name, 300)
+        finally:
+            workers.stop()
+        for name in campaigns:
+            doc = campaign_status(ctx.engine, name)
+            assert doc["total"] == 3000 and doc["counts"]["sent"] == 3000, (name, doc)
+        assert len(messages(url)) == 6 * 3000
+        assert duplicate_attempts(url) == 0
+
+
 def test_pause_stops_sends_resume_never_resends_and_cancel_skips_the_rest(
     db_url: str, redis_url: str, tmp_path: Path
 ) -> None:

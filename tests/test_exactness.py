@@ -13,9 +13,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 
 from tests.support.fakes import ScriptedChannel, ScriptedLookupChannel, register_fakes
+from tests.support.rows import make_due, states
 from tests.support.world import (
     add_accounts,
     add_campaign,
@@ -51,18 +52,6 @@ def ctx(db_url: str, redis_url: str, tmp_path: Path) -> Context:
     register_fakes()
     rate_limits = write_policies(tmp_path / "rl", {"default": "[account]\n"})
     return make_context(db_url, redis_url, tmp_path, claim_batch=50, rate_limits_dir=rate_limits)
-
-
-def states(ctx: Context) -> Counter[str]:
-    with ctx.engine.connect() as conn:
-        rows = conn.execute(select(D.state, func.count()).group_by(D.state)).all()
-    return Counter({state: n for state, n in rows})
-
-
-def make_due(ctx: Context) -> None:
-    """Let every backoff pass."""
-    with ctx.engine.begin() as conn:
-        conn.execute(update(tables.deliveries).values(not_before=None))
 
 
 def start_campaign(ctx: Context, name: str, accounts: list[str], **kw: object) -> int:

@@ -7,8 +7,9 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 
+from tests.support.rows import states
 from tests.support.world import add_accounts, add_campaign, add_contacts, make_context, start
 from worker.campaigns import lifecycle, transitions
 from worker.campaigns.materialise import materialise
@@ -29,12 +30,6 @@ D, R, C = tables.deliveries.c, tables.campaign_runs.c, tables.campaigns.c
 def ctx(db_url: str, redis_url: str, tmp_path: Path) -> Context:
     HUB.clear()
     return make_context(db_url, redis_url, tmp_path, claim_batch=50)
-
-
-def states(ctx: Context) -> Counter[str]:
-    with ctx.engine.connect() as conn:
-        rows = conn.execute(select(D.state, func.count()).group_by(D.state)).all()
-    return Counter({state: n for state, n in rows})
 
 
 def run_statuses(ctx: Context) -> list[str]:

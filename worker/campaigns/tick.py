@@ -77,29 +77,12 @@ def begin_due_runs(ctx: Context) -> list[int]:
 
 def close_windows(ctx: Context) -> list[int]:
     """At a run's end time its unsent deliveries become `skipped` (`window_closed`)."""
-    now = utcnow()
     with ctx.engine.connect() as conn:
-        run_ids = [
-            row[0]
-            for row in conn.execute(
-                select(R.id).where(R.status == CampaignStatus.RUNNING, R.end_at <= now)
-            )
-        ]
+        due = select(R.id).where(R.status == CampaignStatus.RUNNING, R.end_at <= utcnow())
+        run_ids = list(conn.execute(due).scalars())
     for run_id in run_ids:
         with ctx.engine.begin() as conn:
-            conn.execute(
-                update(tables.deliveries)
-                .where(
-                    D.run_id == run_id, D.state.in_([DeliveryState.PENDING, DeliveryState.CLAIMED])
-                )
-                .values(
-                    state=DeliveryState.SKIPPED,
-                    reason="window_closed",
-                    lease_owner=None,
-                    lease_until=None,
-                    updated_at=now,
-                )
-            )
+            outbox.skip_unsent(conn, [run_id], "window_closed")
     return run_ids
 
 
@@ -108,20 +91,7 @@ def skip_cancelled(ctx: Context) -> int:
     that turned out not to have left, a lane's unsent rows) are `skipped` (`cancelled`)."""
     cancelled = select(R.id).where(R.status == CampaignStatus.CANCELLED)
     with ctx.engine.begin() as conn:
-        return int(
-            conn.execute(
-                update(tables.deliveries)
-                .where(D.run_id.in_(cancelled), D.state == DeliveryState.PENDING)
-                .values(
-                    state=DeliveryState.SKIPPED,
-                    reason="cancelled",
-                    lease_owner=None,
-                    lease_until=None,
-                    updated_at=utcnow(),
-                )
-            ).rowcount
-            or 0
-        )
+        return outbox.skip_unsent(conn, cancelled, "cancelled", [DeliveryState.PENDING])
 
 
 def _ensure_materialising(ctx: Context) -> list[int]:

@@ -25,10 +25,11 @@ from typing import Any
 from sqlalchemy import Connection, Engine, func, insert, select, update
 
 from worker.audience.segments import compile_segment
+from worker.dispatch import outbox
 from worker.errors import NotFound, UserError
 from worker.store import tables
 from worker.store.db import for_writing
-from worker.store.models import CampaignStatus, DeliveryState, utcnow
+from worker.store.models import CampaignStatus, utcnow
 
 C = tables.campaigns.c
 R = tables.campaign_runs.c
@@ -240,15 +241,5 @@ def cancel(engine: Engine, name: str) -> int | None:
             found.conn, run.id, CANCELLABLE, status=CampaignStatus.CANCELLED, finished_at=utcnow()
         ):
             return None
-        found.conn.execute(
-            update(tables.deliveries)
-            .where(D.run_id == run.id, D.state.in_([DeliveryState.PENDING, DeliveryState.CLAIMED]))
-            .values(
-                state=DeliveryState.SKIPPED,
-                reason="cancelled",
-                lease_owner=None,
-                lease_until=None,
-                updated_at=utcnow(),
-            )
-        )
+        outbox.skip_unsent(found.conn, [run.id], "cancelled")
     return run.id if run.started_at is not None and not run.materialised else None

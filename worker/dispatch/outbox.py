@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
+    Connection,
     DateTime,
     Engine,
     Integer,
@@ -243,6 +244,31 @@ def _settle_all(owner: str | None, now: datetime) -> Update:
         .where(D.id == v.c.b_id, D.state.in_(SETTLEABLE), _owner_is(owner))
         .values(_settled(v.c, now))
     )
+
+
+def skip_unsent(
+    conn: Connection,
+    run_ids: Any,
+    reason: str,
+    states: Sequence[DeliveryState] = (DeliveryState.PENDING, DeliveryState.CLAIMED),
+) -> int:
+    """Rows of these runs not yet being sent become `skipped` with `reason`.
+
+    `run_ids` is a list or a subquery. A claimed row's lane then finds it gone at its last
+    look and never sends it; `sending` rows are in flight and settle on their own.
+    """
+    stmt = (
+        update(Delivery)
+        .where(D.run_id.in_(run_ids), D.state.in_(list(states)))
+        .values(
+            state=DeliveryState.SKIPPED,
+            reason=reason,
+            lease_owner=None,
+            lease_until=None,
+            updated_at=utcnow(),
+        )
+    )
+    return int(conn.execute(stmt).rowcount or 0)
 
 
 def release(engine: Engine, ids: Iterable[int], owner: str) -> int:
