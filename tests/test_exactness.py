@@ -30,7 +30,7 @@ from worker.campaigns.materialise import materialise
 from worker.campaigns.status import campaign_status
 from worker.channels.base import OutboundMessage, SendResult
 from worker.channels.errors import AuthExpired, DeliveryUnknown, Transient
-from worker.dispatch import outbox
+from worker.dispatch import backlog, outbox
 from worker.dispatch.keys import keys
 from worker.dispatch.kick import follow_up
 from worker.dispatch.lane import run_lane
@@ -273,10 +273,10 @@ def test_a_long_wait_is_left_to_the_tick_not_to_the_broker(ctx: Context) -> None
     run_id = start_campaign(ctx, "c1", ["a1"])
     follow_up(ctx, ids["a1"], True, 6 * 3600.0)  # quiet hours until tomorrow morning
     assert ctx.redis.get(keys(ctx).lane_queued(ids["a1"])) is None, "nothing was enqueued"
-    assert outbox.pending_accounts(ctx.engine, [run_id]) == []
+    assert backlog.pending_accounts(ctx.engine, [run_id]) == []
     with ctx.engine.begin() as conn:  # the morning comes
         conn.execute(update(tables.accounts).values(next_send_at=utcnow()))
-    assert outbox.pending_accounts(ctx.engine, [run_id]) == [ids["a1"]]
+    assert backlog.pending_accounts(ctx.engine, [run_id]) == [ids["a1"]]
     follow_up(ctx, ids["a1"], True, 2.0)  # a short wait: re-enqueued with a countdown
     assert ctx.redis.get(keys(ctx).lane_queued(ids["a1"])) is not None
 
@@ -295,11 +295,11 @@ def test_the_tick_leaves_accounts_that_cannot_send_asleep(
     until = utcnow() + timedelta(seconds=cooldown_s) if cooldown_s else None
     with ctx.engine.begin() as conn:
         conn.execute(update(tables.accounts).values(state=state, cooldown_until=until))
-    assert outbox.pending_accounts(ctx.engine, [run_id]) == []
+    assert backlog.pending_accounts(ctx.engine, [run_id]) == []
     if cooldown_s:
         with ctx.engine.begin() as conn:
             conn.execute(update(tables.accounts).values(cooldown_until=utcnow()))
-        assert outbox.pending_accounts(ctx.engine, [run_id]) == [ids["a1"]]
+        assert backlog.pending_accounts(ctx.engine, [run_id]) == [ids["a1"]]
 
 
 def test_two_claimers_on_one_database_never_share_a_row(ctx: Context) -> None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import select, update
 
 from worker.campaigns import transitions
-from worker.dispatch import outbox, runs
+from worker.dispatch import backlog, outbox, runs
 from worker.dispatch.keys import keys
 from worker.dispatch.kick import kick_lane
 from worker.dispatch.reconcile import reconcile
@@ -56,7 +56,7 @@ def tick(ctx: Context, *, force: bool = False) -> TickReport:
     reconcile(ctx)
     live = list(runs.running_runs(ctx.engine))
     report.materialising = _ensure_materialising(ctx)
-    for account_id in outbox.pending_accounts(ctx.engine, live):
+    for account_id in backlog.pending_accounts(ctx.engine, live):
         if kick_lane(ctx, account_id):
             report.lanes_kicked.append(account_id)
     report.completed = runs.complete_finished_runs(ctx.engine, live)

@@ -17,7 +17,7 @@ from datetime import UTC
 
 from worker.channels.base import Channel, OutboundMessage
 from worker.channels.registry import build_channel
-from worker.dispatch import failover, health, outbox, runs
+from worker.dispatch import backlog, failover, health, outbox, runs
 from worker.dispatch.caps import CapGuard
 from worker.dispatch.compose import Composer
 from worker.dispatch.courier import Courier, Item
@@ -178,7 +178,7 @@ class Lane:
             self.result.more = stop.account_state == AccountState.COOLDOWN
             return
         live = list(runs.running_runs(self.engine))
-        self.result.more = outbox.has_pending(self.engine, self.account.id, live)
+        self.result.more = backlog.has_pending(self.engine, self.account.id, live)
         if self.result.more and self.waiting_until is not None:
             self.result.retry_after_s = max(0.0, self.waiting_until - self.clock())
 
