@@ -16,6 +16,7 @@ from tests.support.mockplatform import running_mock_platform
 from tests.support.world import add_accounts, add_campaign, add_contacts, make_context, start
 from worker.campaigns.materialise import materialise
 from worker.dispatch.keys import keys
+from worker.dispatch.kick import kick_lane
 from worker.dispatch.lane import run_lane
 from worker.dispatch.lease import Lease
 from worker.store.db import init_db, installation_id, make_engine
@@ -46,6 +47,13 @@ def test_two_databases_sharing_a_platform_and_a_redis_never_collide(
         contexts.append(ctx)
         lanes.append(ids["assistant"])
     assert lanes[0] == lanes[1], "the same account id in both databases"
+    queues = [keys(c).queue for c in contexts]
+    assert queues[0] != queues[1]
+    before = [contexts[0].redis.llen(q) for q in queues]  # each start() queued its run
+    assert before == [1, 1]
+    assert kick_lane(contexts[0], lanes[0])
+    assert [contexts[0].redis.llen(q) for q in queues] == [2, 1], "tasks go to their own queue"
+    contexts[0].redis.delete(keys(contexts[0]).lane_queued(lanes[0]))
     staging_lane = Lease(contexts[0].redis, keys(contexts[0]).lane(lanes[0]), 30_000)
     assert staging_lane.acquire()  # staging is busy with its account
     assert run_lane(contexts[1], lanes[1], slice_s=10).sent == 25

@@ -15,6 +15,7 @@ from worker.campaigns.tick import tick
 from worker.campaigns.timeparse import parse_when, zone
 from worker.campaigns.validate import render_samples
 from worker.channels.registry import build_channel
+from worker.dispatch.keys import keys
 from worker.errors import UserError
 from worker.runtime import Context, enqueue
 from worker.store import tables
@@ -128,7 +129,7 @@ def start_campaign(ctx: Context, name: str) -> CampaignRun:
             build_channel(account.channel, account.name, account.config)
     run_id = transitions.open_run(ctx.engine, name, campaign.start_at, campaign.end_at)
     if transitions.begin_run(ctx.engine, run_id):
-        enqueue("siyu.materialise", run_id)
+        enqueue("siyu.materialise", run_id, queue=keys(ctx).queue)
     with Session(ctx.engine) as session:
         run = session.get(CampaignRun, run_id)
         assert run is not None
@@ -156,5 +157,7 @@ def cancel_campaign(ctx: Context, name: str) -> str:
     """Stop for good: every row not yet being sent becomes `skipped` (reason `cancelled`)."""
     unfinished = transitions.cancel(ctx.engine, name)
     if unfinished is not None:
-        enqueue("siyu.materialise", unfinished)  # writes the rest of the audience as skipped
+        enqueue(
+            "siyu.materialise", unfinished, queue=keys(ctx).queue
+        )  # writes the rest of the audience as skipped
     return CampaignStatus.CANCELLED

@@ -71,7 +71,7 @@ def begin_due_runs(ctx: Context) -> list[int]:
         if transitions.begin_run(ctx.engine, run_id)
     ]
     for run_id in begun:
-        enqueue("siyu.materialise", run_id)
+        enqueue("siyu.materialise", run_id, queue=keys(ctx).queue)
     return begun
 
 
@@ -108,7 +108,7 @@ def _ensure_materialising(ctx: Context) -> list[int]:
         if ctx.redis.exists(names.materialise(run_id)):
             continue
         if ctx.redis.set(names.materialise_queued(run_id), "1", nx=True, px=30_000):
-            enqueue("siyu.materialise", run_id)
+            enqueue("siyu.materialise", run_id, queue=names.queue)
             kicked.append(run_id)
     return kicked
 

@@ -35,6 +35,7 @@ def worker(
 
     from worker.campaigns.tick import Ticker
     from worker.config import get_settings
+    from worker.dispatch.keys import keys
     from worker.limiter import load_policies
     from worker.runtime import SHUTDOWN, get_context
     from worker.runtime.celery_app import celery_app
@@ -45,6 +46,7 @@ def worker(
     checked = load_policies(get_settings().rate_limits_dir)
     ctx = get_context()
     init_db(ctx.engine)
+    queue = keys(ctx).queue  # only this installation's tasks
     ctx.extras["policies"] = checked
     import worker.tasks  # noqa: F401  (registers the tasks)
 
@@ -62,7 +64,7 @@ def worker(
                 "--loglevel",
                 loglevel,
                 "--queues",
-                "siyu",
+                queue,
                 "--hostname",
                 f"siyu-{os.getpid()}@%h",
                 "--without-gossip",

@@ -49,6 +49,11 @@ class Keys:
     def tick(self) -> str:
         return f"{self.prefix}:tick"
 
+    @property
+    def queue(self) -> str:
+        """The Celery queue of this installation's tasks (`siyu worker` consumes only it)."""
+        return self.prefix.replace(":", "-")
+
 
 def keys(ctx: Context) -> Keys:
     """The keys of the context's installation (read from the database once)."""

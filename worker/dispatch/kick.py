@@ -24,7 +24,7 @@ def kick_lane(ctx: Context, account_id: int, *, countdown_s: float | None = None
     ttl_ms = int(max(30.0, (countdown_s or 0) + 30.0) * 1000)
     if not ctx.redis.set(names.lane_queued(account_id), "1", nx=True, px=ttl_ms):
         return False
-    enqueue("siyu.lane", account_id, countdown_s=countdown_s)
+    enqueue("siyu.lane", account_id, queue=names.queue, countdown_s=countdown_s)
     return True
 
 

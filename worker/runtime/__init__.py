@@ -100,6 +100,12 @@ def set_context(ctx: Context | None) -> None:
         _context = ctx
 
 
-def enqueue(task_name: str, *args: Any, countdown_s: float | None = None) -> None:
-    """Send a trigger by task name; losing or duplicating it must be harmless."""
-    celery_app.send_task(task_name, args=list(args), countdown=countdown_s)
+def enqueue(
+    task_name: str, *args: Any, queue: str | None = None, countdown_s: float | None = None
+) -> None:
+    """Send a trigger by task name; losing or duplicating it must be harmless.
+
+    `queue` is the installation's queue (`dispatch.keys.Keys.queue`): two databases sharing
+    one Redis must never run each other's tasks.
+    """
+    celery_app.send_task(task_name, args=list(args), countdown=countdown_s, queue=queue)
