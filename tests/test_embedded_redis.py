@@ -206,6 +206,25 @@ def test_the_supervisor_waits_while_a_newcomer_is_half_way_in(tmp_path: Path) ->
         lock.release()
 
 
+def test_a_newcomer_waits_for_a_shutdown_in_progress_then_starts_afresh(tmp_path: Path) -> None:
+    paths = EmbeddedPaths.of(tmp_path / "state")
+    shutting_start, shutting_users = FileLock(paths.start_lock), FileLock(paths.users_lock)
+    assert shutting_start.acquire(timeout_s=0) and shutting_users.acquire(timeout_s=0)
+    newcomer = EmbeddedRedis(paths.state_dir)
+    joiner = threading.Thread(target=newcomer.start, daemon=True)
+    joiner.start()
+    joiner.join(timeout=0.5)
+    assert joiner.is_alive() and not newcomer.joined, "it waits while the old server stops"
+    shutting_users.release()
+    shutting_start.release()  # the old supervisor is gone
+    joiner.join(timeout=60)
+    try:
+        assert newcomer.joined and newcomer.supervised()
+    finally:
+        newcomer.stop()
+    assert embedded_processes(paths.state_dir) == []
+
+
 @pytest.mark.slow
 def test_stopping_one_of_two_workers_on_the_embedded_default_leaves_the_other_working(
     tmp_path: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
