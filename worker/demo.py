@@ -187,9 +187,7 @@ def _seed(home: Path, env: dict[str, str], base: str, contacts: int, accounts: i
     engine = make_engine(settings.database_url)
     init_db(engine)
     ctx = Context(settings=settings, engine=engine, redis=connect_redis(settings.redis_url or ""))
-    configure_celery(
-        "redis+socket://" + env["SIYU_REDIS_URL"][len("unix://") :], visibility_timeout_s=300
-    )
+    configure_celery(env["SIYU_REDIS_URL"], visibility_timeout_s=300)
     set_context(ctx)
     names = [f"assistant_{i + 1:02d}" for i in range(accounts)]
     for name in names:

@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 
 from worker.config import Settings, get_settings
 from worker.errors import ServiceUnavailable
-from worker.runtime.celery_app import celery_app, configure_celery
+from worker.runtime.celery_app import celery_app, celery_broker_url, configure_celery
 from worker.runtime.embedded import EmbeddedRedis
 
 _lock = threading.Lock()
@@ -36,20 +36,18 @@ def embedded_redis(settings: Settings) -> EmbeddedRedis:
 
 
 def redis_urls(settings: Settings, *, start: bool = True) -> tuple[str, str]:
-    """(redis-py URL, Celery broker URL); starts the embedded server when none is set."""
+    """(redis-py URL, Celery broker URL); with none set, joins (or starts) the embedded one.
+
+    Joining makes this process one of the embedded server's users until it exits, so the
+    server stays up under it whichever other siyu process stops first.
+    """
     if settings.redis_url:
-        url = settings.redis_url
-        broker = url
-        if url.startswith("unix://"):
-            broker = "redis+socket://" + url[len("unix://") :]
-        return url, broker
+        return settings.redis_url, celery_broker_url(settings.redis_url)
     emb = embedded_redis(settings)
-    if not emb.responding():
-        if not start:
-            raise ServiceUnavailable("the embedded Redis is not running")
-        emb.start()
+    if not emb.joined:
+        emb.start(launch=start)
         atexit.register(emb.stop)
-    return emb.url, emb.celery_url
+    return emb.url, celery_broker_url(emb.url)
 
 
 def connect_redis(url: str) -> redis.Redis:

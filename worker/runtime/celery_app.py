@@ -2,15 +2,34 @@
 
 from __future__ import annotations
 
+from urllib.parse import parse_qsl, urlencode
+
 from celery import Celery
 
 celery_app = Celery("siyu", include=["worker.tasks"])
 
 
+def celery_broker_url(redis_url: str) -> str:
+    """Celery's spelling of a redis-py URL: `unix://P?db=N` is `redis+socket://P?virtual_host=N`.
+
+    kombu has no `unix://` transport. Every other URL (`redis://`, `rediss://`, one already
+    in Celery's form) is returned unchanged, so converting twice is harmless.
+    """
+    if not redis_url.startswith("unix://"):
+        return redis_url
+    path, _, query = redis_url[len("unix://") :].partition("?")
+    params = [("virtual_host" if k == "db" else k, v) for k, v in parse_qsl(query)]
+    return f"redis+socket://{path}" + (f"?{urlencode(params)}" if params else "")
+
+
 def configure_celery(broker_url: str, *, visibility_timeout_s: int) -> Celery:
-    """Apply the settings that matter for crash safety (DESIGN decision 10)."""
+    """Apply the settings that matter for crash safety (DESIGN decision 10).
+
+    `broker_url` may be in redis-py's form too (`unix://...`): every Redis URL that reaches
+    Celery passes through `celery_broker_url` here.
+    """
     celery_app.conf.update(
-        broker_url=broker_url,
+        broker_url=celery_broker_url(broker_url),
         result_backend=None,
         task_ignore_result=True,
         task_acks_late=True,
