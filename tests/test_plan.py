@@ -48,6 +48,20 @@ def test_a_daylight_saving_night_does_not_change_the_open_hours() -> None:
     assert open_seconds(cal, start, end) == 14 * 3600
 
 
+@pytest.mark.parametrize("local_start", [(12, 0), (23, 52), (23, 59)])
+def test_a_window_across_local_midnight_has_the_capacity_of_any_other(
+    local_start: tuple[int, int],
+) -> None:
+    """Sending goes on across midnight: splitting the window at the day must lose nothing
+    (the plan once said 9 for ten minutes at one a minute when they straddled midnight)."""
+    cal = LocalCalendar(ZoneInfo("Asia/Shanghai"), None)
+    start = ms("Asia/Shanghai", 2026, 12, 1, *local_start)
+    assert simulate(AccountLimits(per_minute=1), cal, start, start + 600_000, 0)[0] == 10
+    assert simulate(AccountLimits(per_second=2), cal, start, start + 600_000, 0, 150)[0] == int(
+        600 * 2 / 1.15
+    )
+
+
 def test_per_day_caps_capacity_per_local_day_and_push_the_eta_to_the_next_day() -> None:
     cal = LocalCalendar(ZoneInfo("Asia/Shanghai"), NIGHT)
     start = ms("Asia/Shanghai", 2026, 12, 1, 8)

@@ -55,15 +55,21 @@ def simulate(
     used: dict[str, int] = {}
     capacity, unlimited, left = 0, False, demand
     eta_ms: int | None = start_ms if demand == 0 else None
+    # Sending goes on across local midnight without a pause: the part of a send that one
+    # period's length leaves over carries into the next period when the two touch.
+    carry, last_end = 0.0, None
     for p_start, p_end, day in periods(calendar, start_ms, end_ms):
         room = INF if limits.per_day is None else max(0, limits.per_day - used.get(day, 0))
-        fits_f = min(room, rate * (p_end - p_start) / 1000)
+        carry = carry if p_start == last_end else 0.0
+        last_end = p_end
+        fits_f = min(room, carry + rate * (p_end - p_start) / 1000)
         if fits_f == INF:
             unlimited = True
             eta_ms = p_start if eta_ms is None else eta_ms
             left = 0
             continue
-        fits = int(fits_f)
+        fits = int(fits_f + 1e-9)
+        carry = 0.0 if fits_f >= room else fits_f - fits
         if eta_ms is None and 0 < left <= fits:
             eta_ms = p_start + (0 if rate == INF else int(left / rate * 1000))
         left -= min(left, fits)
