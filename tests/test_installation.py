@@ -131,3 +131,11 @@ def test_init_upgrades_a_database_made_by_an_older_siyu(db_url: str) -> None:
         rows = conn.execute(text("SELECT name, next_send_at FROM accounts")).all()
     engine.dispose()
     assert [tuple(r) for r in rows] == [("old", None)]
+
+
+def test_two_inits_at_once_on_a_fresh_sqlite_file_both_succeed(tmp_path: Path) -> None:
+    """Two workers started together on a new file: without the write lock up front, one
+    failed with 'database is locked' upgrading its read lock to create a table."""
+    for attempt in range(4):
+        errors = _init_concurrently(f"sqlite:///{tmp_path / f'fresh{attempt}.db'}", 2)
+        assert errors == [], errors
