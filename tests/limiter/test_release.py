@@ -263,3 +263,65 @@ def test_on_redis_reserving_and_releasing_never_overfill_a_window(
     written = list(client.scan_iter(f"{backend.prefix}:*"))
     if written:
         client.delete(*written)
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(
+    windows=st.lists(
+        st.tuples(st.sampled_from([1000, 5000, 60_000]), st.integers(1, 4)), max_size=3
+    ).map(lambda pairs: tuple(Window(span, limit) for span, limit in pairs)),
+    day_limit=st.none() | st.integers(1, 30),
+    steps=st.lists(
+        st.tuples(
+            st.lists(st.sampled_from([0, 0, 300, 2500]), min_size=1, max_size=6),
+            st.lists(st.integers(0, 10**6), max_size=4),
+        ),
+        min_size=1,
+        max_size=12,
+    ),
+)
+def test_redis_and_memory_agree_on_every_reply_to_reserves_and_releases(
+    redis_client: object,
+    windows: tuple[Window, ...],
+    day_limit: int | None,
+    steps: list[tuple[list[int], list[int]]],
+) -> None:
+    client = cast(redis.Redis, redis_client)
+    both = [
+        Setup(MemoryBackend(FakeClock(T0_S)), int(T0_S * 1000) + 600_000),
+        Setup(RedisBackend(client, unique_prefix()), int(redis_now_s(client) * 1000) + 600_000),
+    ]
+    day = None
+    if day_limit is not None:
+        day = DayQuota("2026-05-28", day_limit, end_ms=FAR_MS // 2, count_if_missing=0)
+    kept: list[int] = []
+    for gaps, picks in steps:
+        replies = []
+        for one in both:
+            got = one.backend.reserve(
+                "a",
+                windows=windows,
+                gaps_ms=gaps,
+                open_from_ms=one.start_ms,
+                open_until_ms=one.start_ms + 3_600_000,
+                day=day,
+            )
+            resume = got.resume_at_ms
+            if got.outcome is Outcome.CLOSED and resume is not None:
+                resume -= one.start_ms  # DAY_FULL resumes at day.end_ms, the same for both
+            replies.append(([t - one.start_ms for t in got.times_ms], got.outcome, resume))
+        assert replies[0] == replies[1]
+        kept += replies[0][0]
+        gone = sorted({pick % len(kept) for pick in picks}) if kept else []
+        if not gone:
+            continue
+        for one in both:
+            one.release([kept[i] for i in gone], windows, day.key if day else None)
+        kept = [t for i, t in enumerate(kept) if i not in gone]
+    written = list(client.scan_iter(f"{cast(RedisBackend, both[1].backend).prefix}:*"))
+    if written:
+        client.delete(*written)

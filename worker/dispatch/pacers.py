@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import cast
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, and_, func, select
 
 from worker.dispatch import runs
 from worker.dispatch.health import current_multiplier
@@ -47,7 +47,9 @@ def policies(ctx: Context) -> dict[str, Policy]:
 
 
 def limiter_for(ctx: Context, account: runs.AccountInfo) -> AccountLimiter:
+    """The account's limiter; Redis state it lost is rebuilt from the deliveries table."""
     policy = resolve_policy(policies(ctx), account.policy, account.channel)
+    most = max((window.limit for window in policy.account.windows()), default=1)
     return AccountLimiter(
         policy,
         keys(ctx).limiter_account(account.id),
@@ -55,22 +57,53 @@ def limiter_for(ctx: Context, account: runs.AccountInfo) -> AccountLimiter:
         RedisBackend(ctx.redis),
         rate_multiplier=current_multiplier(ctx.engine, account.id),
         day_counter=lambda day: sent_on_day(ctx, account.id, day),
+        recent_sends=lambda from_ms, to_ms: sent_between(ctx, account.id, from_ms, to_ms, most),
         window_margin_ms=ctx.settings.limit_margin_ms,
+    )
+
+
+# A delivery in one of these states may have reached the platform: it counts against limits.
+MAYBE_SENT = (DeliveryState.SENT, DeliveryState.SENDING, DeliveryState.UNKNOWN)
+
+
+def _naive_utc(at_ms: int) -> datetime:
+    """An epoch-ms instant as the naive UTC datetime the tables hold."""
+    return datetime.fromtimestamp(at_ms / 1000, UTC).replace(tzinfo=None)
+
+
+def _send_time() -> ColumnElement[datetime]:
+    """When a delivery went out: sent_at once known, else when it was marked sending/unknown."""
+    return func.coalesce(D.sent_at, D.updated_at)
+
+
+def _sent_of(account_id: int, from_ms: int, to_ms: int) -> ColumnElement[bool]:
+    """Deliveries of an account that may have gone out in [from_ms, to_ms)."""
+    at = _send_time()
+    return and_(
+        D.account_id == account_id,
+        D.state.in_(MAYBE_SENT),
+        at >= _naive_utc(from_ms),
+        at < _naive_utc(to_ms),
     )
 
 
 def sent_on_day(ctx: Context, account_id: int, day: LocalDay) -> int:
     """Sends recorded in the database for one local day: rebuilds a day count Redis lost."""
-    start = datetime.fromtimestamp(day.start_ms / 1000, UTC).replace(tzinfo=None)
-    end = datetime.fromtimestamp(day.end_ms / 1000, UTC).replace(tzinfo=None)
-    stmt = select(func.count()).where(
-        D.account_id == account_id,
-        D.state == DeliveryState.SENT,
-        D.sent_at >= start,
-        D.sent_at < end,
-    )
+    stmt = select(func.count()).where(_sent_of(account_id, day.start_ms, day.end_ms))
     with ctx.engine.connect() as conn:
         return int(conn.execute(stmt).scalar_one())
+
+
+def sent_between(ctx: Context, account_id: int, from_ms: int, to_ms: int, most: int) -> list[int]:
+    """Epoch-ms times of the newest `most` sends in [from_ms, to_ms), newest first.
+
+    Rebuilds the windows and the gap when Redis lost the account's slots.
+    """
+    at = _send_time()
+    stmt = select(at).where(_sent_of(account_id, from_ms, to_ms)).order_by(at.desc()).limit(most)
+    with ctx.engine.connect() as conn:
+        times = conn.execute(stmt).scalars().all()
+    return [round(sent.replace(tzinfo=UTC).timestamp() * 1000) for sent in times]
 
 
 def pacer_for(ctx: Context, account: runs.AccountInfo) -> Pacer:

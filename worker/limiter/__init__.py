@@ -14,6 +14,7 @@ Typical use in a lane:
     limiter = AccountLimiter(
         policy, f"account:{account.id}", account.tz, RedisBackend(redis_client),
         rate_multiplier=multiplier, day_counter=lambda day: sent_between(day.start_ms, day.end_ms),
+        recent_sends=lambda from_ms, to_ms: send_times_between(from_ms, to_ms),
     )
     slots = limiter.reserve_until(len(batch), not_after=slice_end_s)
     for message, at in zip(batch, slots.times_s):   # fewer than asked: slots.next_open_s
@@ -23,7 +24,7 @@ Typical use in a lane:
 """
 
 from worker.limiter.backend import DayQuota, LimiterBackend, Outcome, Reservation
-from worker.limiter.limiter import AccountLimiter, DayCounter, Slots
+from worker.limiter.limiter import AccountLimiter, DayCounter, RecentSends, Slots
 from worker.limiter.localtime import LocalCalendar, LocalDay, OpenPeriod
 from worker.limiter.memory import MemoryBackend
 from worker.limiter.model import AccountLimits, Policy, QuietHours, RecipientLimits, Window
@@ -43,6 +44,7 @@ __all__ = [
     "Outcome",
     "Policy",
     "QuietHours",
+    "RecentSends",
     "RecipientLimits",
     "RedisBackend",
     "Reservation",

@@ -2,7 +2,7 @@
 
 A backend knows windows, gaps and counters, not policies, time zones or quiet hours: the
 `AccountLimiter` above it translates those into a request. Two implementations keep the same
-semantics: `RedisBackend` (one Lua script, Redis `TIME` as the clock) for production and
+semantics: `RedisBackend` (a Lua script each, Redis `TIME` as the clock) for production and
 `MemoryBackend` (an injectable clock) for unit tests.
 
 Semantics of `reserve`, shared by both:
@@ -19,6 +19,14 @@ Semantics of `reserve`, shared by both:
     starts from `day.count_if_missing`; if that is `None` nothing is reserved and the reply is
     `Outcome.DAY_COUNT_MISSING`, so the caller can count the day's sends in the database and
     ask again.
+  * The account's state (its last slot) is absent for a new account, one idle for a day, or
+    after Redis lost it. `recent_if_missing` then rebuilds it from the send times the
+    database recorded lately: those after now - the longest span count in the windows, and
+    the newest (or a newer tracked slot that outlived the state) is the last slot. With
+    `None` nothing is reserved and the reply is `Outcome.STATE_MISSING`, so the caller can
+    read them and ask again; the default `()` starts the account empty. A rebuilt state is
+    stored even when no slot fits. If the day counter is absent too and has no seed, the
+    reply is `Outcome.DAY_COUNT_MISSING` before anything is stored.
   * Slots at or before now - the longest span bind no window, and no release looks at them
     (below): a backend may drop them whenever it likes without changing any reply.
 
@@ -50,6 +58,7 @@ class Outcome(enum.IntEnum):
     CLOSED = 1  # the next slot would fall at or after open_until_ms (resume_at_ms: its time)
     DAY_FULL = 2  # the local day's count reached its limit
     DAY_COUNT_MISSING = 3  # nothing reserved: the day counter is absent and no seed was given
+    STATE_MISSING = 4  # nothing reserved: the account's state is absent and no seed was given
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +92,7 @@ class LimiterBackend(Protocol):
         open_from_ms: int,
         open_until_ms: int,
         day: DayQuota | None = None,
+        recent_if_missing: Sequence[int] | None = (),
     ) -> Reservation:
         """Reserve up to `len(gaps_ms)` send times for one account (see the module doc)."""
         ...
@@ -109,6 +119,7 @@ def check_request(
     open_from_ms: int,
     open_until_ms: int,
     day: DayQuota | None,
+    recent_if_missing: Sequence[int] | None = (),
 ) -> None:
     """Raise `ValueError` for a request no backend should accept."""
     if not account_key:
@@ -121,6 +132,8 @@ def check_request(
         raise ValueError(f"empty open period [{open_from_ms}, {open_until_ms})")
     if day is not None and (day.limit <= 0 or (day.count_if_missing or 0) < 0):
         raise ValueError(f"invalid day quota {day}")
+    if recent_if_missing and len(recent_if_missing) > MAX_SLOTS_PER_CALL:
+        raise ValueError(f"seed at most {MAX_SLOTS_PER_CALL} recent sends")
 
 
 def check_release(account_key: str, times_ms: Sequence[int]) -> None:

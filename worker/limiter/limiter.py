@@ -3,7 +3,8 @@
 It turns a `Policy` into backend requests: it skips quiet hours and moves past full local
 days (both in the account's time zone), draws the random human-like gaps (the backend never
 draws randomness), slows everything down by `rate_multiplier`, and rebuilds a lost day count
-from the database through `day_counter`; `release` gives back slots that were not used.
+from the database through `day_counter` (and the windows' recent sends through
+`recent_sends`); `release` gives back slots that were not used.
 The backend does the atomic part.
 """
 
@@ -28,6 +29,8 @@ from worker.limiter.localtime import LocalCalendar, LocalDay, OpenPeriod
 from worker.limiter.model import AccountLimits, Policy, Window, check_multiplier
 
 DayCounter = Callable[[LocalDay], int]  # sends already made on a local day, from the database
+# Epoch-ms times of the sends the database recorded in [from_ms, to_ms), newest first.
+RecentSends = Callable[[int, int], Sequence[int]]
 DEFAULT_WINDOW_MARGIN_MS = 50
 
 
@@ -57,6 +60,11 @@ class AccountLimiter:
     Redis backend the reserved times follow Redis `TIME`; `clock` only locates the local day
     and quiet hours, so hosts should keep their clocks in sync (NTP).
 
+    `day_counter` and `recent_sends` read the database when Redis has nothing for the account
+    (a new account, or Redis lost its data): the day's count, and the sends of the longest
+    window before now (and the last one, for the gap), so no window is exceeded after a loss.
+    A new account costs one more round trip once; an account with state costs nothing more.
+
     `window_margin_ms` widens every window a little: slots packed exactly at a window's edge
     would otherwise exceed the limit as soon as one send leaves a few ms late (scheduling,
     network), which is how a platform sees them.
@@ -73,6 +81,7 @@ class AccountLimiter:
         rng: random.Random | None = None,
         rate_multiplier: float = 1.0,
         day_counter: DayCounter | None = None,
+        recent_sends: RecentSends | None = None,
         window_margin_ms: int = DEFAULT_WINDOW_MARGIN_MS,
     ) -> None:
         if not account_key:
@@ -84,6 +93,7 @@ class AccountLimiter:
         self._clock = clock
         self._rng = rng or random.Random()
         self._day_counter = day_counter
+        self._recent_sends = recent_sends
         if window_margin_ms < 0:
             raise ValueError(f"window_margin_ms must not be negative, got {window_margin_ms}")
         self._margin_ms = window_margin_ms
@@ -106,6 +116,17 @@ class AccountLimiter:
         )
         self._unlimited = self.limits.is_unlimited
         self._quota = None
+        self._lookback_ms = max(
+            max((w.span_ms for w in self._windows), default=0),
+            math.ceil(self.limits.max_gap_s * 1000),
+        )
+        # Without windows or gaps the account's state holds nothing the database must rebuild.
+        self._recent_arg: tuple[()] | None = None
+        if self._recent_sends is None or self._lookback_ms == 0:
+            self._recent_arg = ()
+        self._recent_most = min(
+            MAX_SLOTS_PER_CALL, max((w.limit for w in self._windows), default=1)
+        )
 
     @property
     def windows(self) -> tuple[Window, ...]:
@@ -219,14 +240,22 @@ class AccountLimiter:
         if self._unlimited:
             return Reservation((from_ms,) * len(gaps), Outcome.RESERVED)
         day = self._day_quota(period.day)
-        got = self._call(gaps, from_ms, until_ms, day)
+        recent: Sequence[int] | None = self._recent_arg
+        got = self._call(gaps, from_ms, until_ms, day, recent)
+        if got.outcome is Outcome.STATE_MISSING:  # count the day too: one retry for both
+            recent, day = self._recent_sends_ms(), self._counted(day, period.day)
+            got = self._call(gaps, from_ms, until_ms, day, recent)
         if got.outcome is Outcome.DAY_COUNT_MISSING and day and self._day_counter:
-            seeded = replace(day, count_if_missing=self._day_counter(period.day))
-            got = self._call(gaps, from_ms, until_ms, seeded)
+            got = self._call(gaps, from_ms, until_ms, self._counted(day, period.day), recent)
         return got
 
     def _call(
-        self, gaps: list[int], from_ms: int, until_ms: int, day: DayQuota | None
+        self,
+        gaps: list[int],
+        from_ms: int,
+        until_ms: int,
+        day: DayQuota | None,
+        recent: Sequence[int] | None,
     ) -> Reservation:
         """One `backend.reserve` for this account and its windows."""
         return self.backend.reserve(
@@ -236,7 +265,26 @@ class AccountLimiter:
             open_from_ms=from_ms,
             open_until_ms=until_ms,
             day=day,
+            recent_if_missing=recent,
         )
+
+    def _counted(self, day: DayQuota | None, local_day: LocalDay) -> DayQuota | None:
+        """`day` with the database's count of its sends as the seed, if it has none yet."""
+        if day is None or day.count_if_missing is not None or self._day_counter is None:
+            return day
+        return replace(day, count_if_missing=self._day_counter(local_day))
+
+    def _recent_sends_ms(self) -> list[int]:
+        """The database's sends that can bind a window or the gap: those of one lookback.
+
+        Ascending, at most the largest window limit (older ones cannot bind) and at least one
+        (the last send, for the gap).
+        """
+        if self._recent_sends is None:
+            return []
+        now_ms = int(self._clock() * 1000)
+        found = self._recent_sends(now_ms - self._lookback_ms, now_ms + self._lookback_ms)
+        return sorted(found)[-self._recent_most :]
 
     def _day_quota(self, day: LocalDay) -> DayQuota | None:
         """The per-day cap of a local day for the backend, cached like the open period."""

@@ -24,7 +24,7 @@ Clock = Callable[[], float]  # epoch seconds, like time.time
 class _Account:
     slots_ms: list[int] = field(default_factory=list)  # ascending reserved send times
     last_ms: int | None = None
-    last_expires_ms: int = 0
+    state_expires_ms: int = 0  # the state (last_ms) is absent from then on, as in Redis
     days: dict[str, tuple[int, int]] = field(default_factory=dict)  # key -> (count, expires)
 
 
@@ -49,6 +49,11 @@ class MemoryBackend:
         with self._lock:
             self._account(account_key).days.pop(day_key, None)
 
+    def forget_account(self, account_key: str) -> None:
+        """Drop everything of one account, as a Redis restart without persistence does."""
+        with self._lock:
+            self._accounts.pop(account_key, None)
+
     def reserve(
         self,
         account_key: str,
@@ -58,13 +63,18 @@ class MemoryBackend:
         open_from_ms: int,
         open_until_ms: int,
         day: DayQuota | None = None,
+        recent_if_missing: Sequence[int] | None = (),
     ) -> Reservation:
         """Reserve up to `len(gaps_ms)` send times (see `worker.limiter.backend`)."""
-        check_request(account_key, gaps_ms, open_from_ms, open_until_ms, day)
+        check_request(account_key, gaps_ms, open_from_ms, open_until_ms, day, recent_if_missing)
         with self._lock:
             now_ms = self.now_ms()
             account = self._account(account_key)
             _trim(account, windows, now_ms)
+            if account.state_expires_ms <= now_ms:
+                refused = self._rebuild(account, windows, day, recent_if_missing, now_ms)
+                if refused is not None:
+                    return refused
             earliest_ms = max(now_ms, open_from_ms)
             times: list[int] = []
             used: int | None = None  # read once a slot fits, as reserve.lua does
@@ -102,7 +112,7 @@ class MemoryBackend:
             if longest > 0:
                 for at_ms in times_ms:
                     _remove_one(account.slots_ms, at_ms)
-                last_ms = account.last_ms if account.last_expires_ms > now_ms else None
+                last_ms = account.last_ms if account.state_expires_ms > now_ms else None
                 if last_ms is not None and last_ms in times_ms:
                     account.last_ms = _new_last(account.slots_ms, last_ms, now_ms - longest)
             if day is not None:
@@ -110,6 +120,35 @@ class MemoryBackend:
                 if count is not None:
                     expires_ms = account.days[day][1]
                     account.days[day] = (max(0, count - len(times_ms)), expires_ms)
+
+    def _rebuild(
+        self,
+        account: _Account,
+        windows: Sequence[Window],
+        day: DayQuota | None,
+        recent_ms: Sequence[int] | None,
+        now_ms: int,
+    ) -> Reservation | None:
+        """An absent state: refuse as reserve.lua does, or rebuild it from `recent_ms`."""
+        if recent_ms is None:
+            return Reservation((), Outcome.STATE_MISSING)
+        if (
+            day is not None
+            and day.count_if_missing is None
+            and self._day_count(account, day.key, now_ms) is None
+        ):
+            return Reservation((), Outcome.DAY_COUNT_MISSING)  # before anything is stored
+        newest = max(recent_ms, default=None)
+        longest = _longest_ms(windows)
+        if longest > 0:
+            for at_ms in recent_ms:
+                if at_ms > now_ms - longest:
+                    bisect.insort(account.slots_ms, at_ms)
+            if account.slots_ms and (newest is None or account.slots_ms[-1] > newest):
+                newest = account.slots_ms[-1]  # a slot that outlived the state
+        account.last_ms = newest
+        account.state_expires_ms = max(newest or 0, now_ms) + DAY_MS
+        return None
 
     @staticmethod
     def _done(
@@ -124,7 +163,7 @@ class MemoryBackend:
         if day is not None and used is not None:
             account.days[day.key] = (used + len(times), day.end_ms + DAY_MS)
         if times:
-            account.last_expires_ms = times[-1] + DAY_MS
+            account.state_expires_ms = times[-1] + DAY_MS
         return Reservation(tuple(times), outcome, resume_at_ms)
 
     def _account(self, account_key: str) -> _Account:
@@ -142,7 +181,7 @@ def _longest_ms(windows: Sequence[Window]) -> int:
 
 def _trim(account: _Account, windows: Sequence[Window], now_ms: int) -> None:
     """Forget what Redis would have expired or trimmed: an old last send, unseen slots."""
-    if account.last_ms is not None and account.last_expires_ms <= now_ms:
+    if account.last_ms is not None and account.state_expires_ms <= now_ms:
         account.last_ms = None
     cut = bisect.bisect_right(account.slots_ms, now_ms - _longest_ms(windows))
     del account.slots_ms[:cut]

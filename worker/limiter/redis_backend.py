@@ -48,6 +48,8 @@ RESERVE = Script.named("reserve.lua")
 RELEASE = Script.named("release.lua")
 _OUTCOMES = tuple(Outcome)  # indexed by the script's outcome number
 _NO_DAY = (0, 0, 0)  # day_limit 0: the script leaves the day counter alone
+_NO_RECENT = (0,)  # an absent state starts empty
+_ASK_RECENT = (-1,)  # an absent state is reported (Outcome.STATE_MISSING)
 
 
 class RedisBackend:
@@ -80,16 +82,30 @@ class RedisBackend:
         open_from_ms: int,
         open_until_ms: int,
         day: DayQuota | None = None,
+        recent_if_missing: Sequence[int] | None = (),
     ) -> Reservation:
         """Reserve up to `len(gaps_ms)` send times (see `worker.limiter.backend`)."""
-        check_request(account_key, gaps_ms, open_from_ms, open_until_ms, day)
+        check_request(account_key, gaps_ms, open_from_ms, open_until_ms, day, recent_if_missing)
         if day is None:
             day_args: tuple[int, ...] = _NO_DAY
         else:
             seed = -1 if day.count_if_missing is None else day.count_if_missing
             day_args = (day.limit, day.end_ms, seed)
+        if recent_if_missing is None:
+            recent_args: tuple[int, ...] = _ASK_RECENT
+        elif recent_if_missing:
+            recent_args = (len(recent_if_missing), *recent_if_missing)
+        else:
+            recent_args = _NO_RECENT
         keys = self.keys(account_key, day.key if day else "")
-        args = (open_from_ms, open_until_ms, *day_args, *self._window_args_for(windows), *gaps_ms)
+        args = (
+            open_from_ms,
+            open_until_ms,
+            *day_args,
+            *self._window_args_for(windows),
+            *recent_args,
+            *gaps_ms,
+        )
         reply: Any = self._eval(RESERVE, keys, args)
         outcome = _OUTCOMES[reply[0]]  # integer replies arrive as ints
         resume = reply[1] if outcome in (Outcome.CLOSED, Outcome.DAY_FULL) else None

@@ -15,10 +15,14 @@
 --       [4] day_end_ms            first instant of the next local day
 --       [5] day_count_if_missing  seed for an absent KEYS[3]; -1 = reply 3 so the caller counts
 --       [6] n_windows             then n_windows pairs: span_ms, limit
---       [7 + 2 * n_windows ...]   one gap_ms per requested slot (the caller draws them)
+--       [7 + 2 * n_windows]       n_recent: -1 = reply 4 when KEYS[2] is absent; k >= 0 = the
+--                                 k send times (epoch ms, from the database) that follow
+--                                 seed an absent KEYS[2] (ignored when it exists)
+--       [...]                     one gap_ms per requested slot (the caller draws them)
 -- Reply: {outcome, resume_at_ms, t1, ..., tk}; outcome 0 = all reserved, 1 = the next slot
 --        would fall at or after open_until_ms (resume at that slot's time), 2 = day full
---        (resume at day_end_ms), 3 = day counter missing and no seed (nothing reserved).
+--        (resume at day_end_ms), 3 = day counter missing and no seed, 4 = state missing and
+--        n_recent is -1 (nothing reserved for 3 or 4).
 -- Clock: redis TIME, so every caller shares one clock whatever its host says.
 -- Expiry: slots live until the longest window has passed the last slot (and at most one
 -- more longest window: see the end), the state a day after the last slot, a day counter a
@@ -46,7 +50,9 @@ for w = 1, n_windows do
   if spans[w] > longest then longest = spans[w] end
   if limits[w] > widest then widest = limits[w] end
 end
-local first_gap, last_gap = 7 + 2 * n_windows, #ARGV
+local recent_at = 7 + 2 * n_windows
+local n_recent = tonumber(ARGV[recent_at])
+local first_gap, last_gap = recent_at + 1 + max(n_recent, 0), #ARGV
 
 -- One read for the state and, when a day is counted, its counter.
 local state, day_stored
@@ -57,9 +63,51 @@ else
   state = call('GET', KEYS[2])
 end
 local last, seq, slots_expiry, stored = nil, 0, 0, nil
+-- Whether KEYS[1] is known to exist with the expiry recorded in slots_expiry: a lookup found
+-- a slot (the call that created the key found none and set one), or this call seeded it.
+local slots_seen = false
+-- Whether the state was absent and rebuilt: it is then written even if no slot fits.
+local seeded = false
+
+-- An absent state (a new account, one idle for a day, or keys Redis lost) starts from the
+-- sends the database saw lately: those that can still bind a window go into KEYS[1], and the
+-- newest of them, or of the binding slots that outlived the state, is the last slot.
+local function seed()
+  seeded = true
+  local args, newest = {}, nil
+  for i = recent_at + 1, recent_at + n_recent do
+    local t = tonumber(ARGV[i])
+    if newest == nil or t > newest then newest = t end
+    if longest > 0 and t > now - longest then
+      args[#args + 1] = t
+      args[#args + 1] = string.format('%d:r%d', t, i - recent_at)
+    end
+  end
+  local kept = longest > 0 and tonumber(call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')[2])
+  if kept then
+    -- New slots may share the kept newest's millisecond: number them past its members.
+    for _, member in ipairs(call('ZRANGE', KEYS[1], kept, kept, 'BYSCORE')) do
+      seq = max(seq, tonumber(string.match(member, ':(%d+)$')) or 0)
+    end
+    if kept > now - longest and (newest == nil or kept > newest) then newest = kept end
+  end
+  last = newest
+  if #args == 0 then return end
+  for first = 1, #args, 1000 do
+    call('ZADD', KEYS[1], unpack(args, first, math.min(first + 999, #args)))
+  end
+  slots_expiry = newest + 2 * longest + 1000
+  call('PEXPIREAT', KEYS[1], slots_expiry)
+  slots_seen = true
+end
+
 if state then
   local l, s, e, n = string.match(state, '^(%d+):(%d+):?(%d*):?(%d*)')
   last, seq, slots_expiry, stored = tonumber(l), tonumber(s), tonumber(e) or 0, tonumber(n)
+else
+  if n_recent < 0 then return {4, 0} end
+  if day_limit > 0 and day_stored == nil and day_seed < 0 then return {3, 0} end
+  seed()
 end
 
 if longest > 0 then
@@ -73,9 +121,6 @@ if longest > 0 then
 end
 
 local placed = {}
--- Whether a lookup found a slot: KEYS[1] then existed before this call (and after the trim),
--- so it has the expiry the state records (the call that created it found none and set one).
-local slots_seen = false
 -- The limit-th most recent slot, counting those placed by this call, or nil. A window whose
 -- limit exceeds what KEYS[1] can hold cannot bind, so it costs no call.
 local function latest(limit)
@@ -127,8 +172,8 @@ if used ~= nil and (#placed > 0 or day_stored == nil) then
 end
 
 local reply = {outcome, resume}
-if #placed == 0 then return reply end
-if longest > 0 then
+if #placed == 0 and not seeded then return reply end
+if #placed > 0 and longest > 0 then
   local args = {}
   for j = 1, #placed do
     args[#args + 1] = placed[j]
@@ -148,7 +193,7 @@ if longest > 0 then
     call('PEXPIREAT', KEYS[1], slots_expiry)
   end
 end
-state = string.format('%d:%d:%d:%d', last, seq + #placed, slots_expiry, stored or 0)
-call('SET', KEYS[2], state, 'PX', last - now + DAY_MS)
+state = string.format('%d:%d:%d:%d', last or 0, seq + #placed, slots_expiry, stored or 0)
+call('SET', KEYS[2], state, 'PX', max(last or 0, now) - now + DAY_MS)
 for j = 1, #placed do reply[#reply + 1] = placed[j] end
 return reply
