@@ -145,10 +145,10 @@ def resume_campaign(ctx: Context, name: str) -> str:
     """Continue where it stopped; rows already sent are never sent again."""
     transitions.resume(ctx.engine, name)
     tick(ctx, force=True)  # begins a due run and wakes the lanes now, not in two seconds
-    return current_status(ctx.engine, name)
+    return _status(ctx.engine, name)
 
 
-def current_status(engine: Engine, name: str) -> str:
+def _status(engine: Engine, name: str) -> str:
     with Session(engine) as session:
         return lookup.campaign_by_name(session, name).status
 
@@ -156,8 +156,6 @@ def current_status(engine: Engine, name: str) -> str:
 def cancel_campaign(ctx: Context, name: str) -> str:
     """Stop for good: every row not yet being sent becomes `skipped` (reason `cancelled`)."""
     unfinished = transitions.cancel(ctx.engine, name)
-    if unfinished is not None:
-        enqueue(
-            "siyu.materialise", unfinished, queue=keys(ctx).queue
-        )  # writes the rest of the audience as skipped
+    if unfinished is not None:  # materialisation writes the rest of the audience as skipped
+        enqueue("siyu.materialise", unfinished, queue=keys(ctx).queue)
     return CampaignStatus.CANCELLED
