@@ -415,3 +415,14 @@ def test_an_ambiguous_send_the_platform_never_got_backs_off_and_then_fails(
     with ctx.engine.connect() as conn:
         state, reason, attempts = conn.execute(select(D.state, D.reason, D.attempts)).one()
     assert (state, reason, attempts) == ("failed", "retries_exhausted", 2)
+
+
+def test_a_lane_task_that_finds_its_account_busy_leaves_the_next_kick_free(ctx: Context) -> None:
+    """Its task has left the broker: the queued flag must not hold back the next wake-up
+    (a resume waited up to the flag's 30 s before anything moved)."""
+    ids = add_accounts(ctx.engine, ["a1"])
+    names = keys(ctx)
+    ctx.redis.set(names.lane(ids["a1"]), "another-lane", px=5000)
+    ctx.redis.set(names.lane_queued(ids["a1"]), "1", px=30_000)
+    assert run_lane(ctx, ids["a1"], slice_s=1).acquired is False
+    assert ctx.redis.get(names.lane_queued(ids["a1"])) is None

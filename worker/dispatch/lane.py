@@ -73,10 +73,11 @@ def run_lane(
     names = keys(ctx)
     ttl_ms = lane_lease_ms(ctx.settings, channel.send_timeout_s)
     lease = Lease(ctx.redis, names.lane(account_id), ttl_ms, clock=monotonic)
+    # This task is out of the broker either way: a later kick may enqueue the next one.
+    ctx.redis.delete(names.lane_queued(account_id))
     if not lease.acquire():
         channel.close()
         return LaneResult(acquired=False)
-    ctx.redis.delete(names.lane_queued(account_id))
     lane: Lane | None = None
     try:
         fence = Fence(ctx.engine, lease, channel.send_timeout_s, clock=monotonic)
