@@ -15,6 +15,7 @@ from sqlmodel import Session
 
 from tests.support.world import add_accounts, add_contacts, make_context, write_policies
 from worker.dispatch import runs
+from worker.dispatch.keys import keys
 from worker.dispatch.pacers import limiter_for, sent_between, sent_on_day
 from worker.limiter.localtime import LocalDay
 from worker.runtime import Context
@@ -108,6 +109,8 @@ def test_the_lane_limiter_keeps_a_per_minute_window_after_redis_lost_the_account
     first = limiter_for(ctx, account).reserve(3)
     sent = [datetime.fromtimestamp(t, UTC).replace(tzinfo=None) for t in first]
     add_deliveries(ctx, [(account_id, "sent", s, utcnow()) for s in sent])
-    ctx.redis.delete(*ctx.redis.scan_iter("siyu:limiter:{siyu:limit:*"))
+    lost = list(ctx.redis.scan_iter(f"siyu:limiter:{{{keys(ctx).limiter_account(account_id)}}}:*"))
+    assert lost, "the account's limiter keys, as Redis would lose them"
+    ctx.redis.delete(*lost)
     [after] = limiter_for(ctx, account).reserve(1)
     assert after >= first[0] + 60
