@@ -31,7 +31,7 @@ def ctx(db_url: str, redis_url: str, tmp_path: Path) -> Iterator[Context]:
     limits = write_policies(tmp_path / "limits", {"slow": "[account]\nper_minute = 3\n"})
     made = make_context(db_url, redis_url, tmp_path, rate_limits_dir=limits)
     yield made
-    stale = list(made.redis.scan_iter("siyu:limiter:{siyu:limit:*"))
+    stale = list(made.redis.scan_iter("siyu:limiter:{siyu:*:limit:*"))
     if stale:
         made.redis.delete(*stale)
     made.engine.dispose()
