@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from worker.cli import app, main
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -138,3 +140,23 @@ def test_an_unreachable_database_is_one_clear_line(home: Path) -> None:
     url = "postgresql+psycopg://postgres@127.0.0.1:1/nowhere"
     for args in (("init",), ("contacts", "list"), ("campaigns", "status", "c1")):
         assert_clean_error(run(home, *args, env={"SIYU_DATABASE_URL": url}), "database")
+
+
+def siyu(capsys: pytest.CaptureFixture[str], *args: str) -> int:
+    """`main(args)` in-process; its exit status."""
+    with pytest.raises(SystemExit) as exited:
+        main(list(args))
+    capsys.readouterr()
+    return int(exited.value.code or 0)
+
+
+def test_running_main_again_in_one_process_registers_each_sub_app_once(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for _ in range(3):
+        assert siyu(capsys, "--help") == 0
+
+    groups = [group.name for group in app.registered_groups]
+    commands = [command.name for command in app.registered_commands]
+    assert "campaigns" in groups and len(groups) == len(set(groups)), groups
+    assert "init" in commands and len(commands) == len(set(commands)), commands

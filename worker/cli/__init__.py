@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 
 import click
@@ -18,7 +19,9 @@ app = typer.Typer(
 )
 
 
+@functools.cache
 def _register() -> None:
+    """Add the sub-apps once per process, however often `main()` runs in it."""
     from worker.cli import accounts, campaigns, contacts, mockplatform, ops, segments
 
     app.add_typer(contacts.app, name="contacts", help="Import, list and suppress contacts.")
