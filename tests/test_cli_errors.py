@@ -6,9 +6,12 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from worker.cli import app, main
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -138,3 +141,132 @@ def test_an_unreachable_database_is_one_clear_line(home: Path) -> None:
     url = "postgresql+psycopg://postgres@127.0.0.1:1/nowhere"
     for args in (("init",), ("contacts", "list"), ("campaigns", "status", "c1")):
         assert_clean_error(run(home, *args, env={"SIYU_DATABASE_URL": url}), "database")
+
+
+# Usage errors, in-process through the console-script entry point: no database is touched.
+
+
+@dataclass(frozen=True)
+class Outcome:
+    code: int
+    stdout: str
+    stderr: str
+
+
+def siyu(capsys: pytest.CaptureFixture[str], *args: str) -> Outcome:
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exited:
+        main(list(args))
+    out = capsys.readouterr()
+    code = exited.value.code
+    return Outcome(code if isinstance(code, int) else 1, out.out, out.err)
+
+
+def one_usage_line(outcome: Outcome) -> str:
+    """The refusal contract for a usage error: exit 2, one `error:` line, no traceback."""
+    assert "Traceback" not in outcome.stdout + outcome.stderr, outcome
+    assert outcome.code == 2, outcome
+    assert outcome.stdout == ""
+    lines = outcome.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), outcome.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "needles"),
+    [
+        (("campain", "list"), ("unknown command 'campain'", "did you mean 'campaigns'?")),
+        (("contacts", "lst"), ("unknown command 'contacts lst'", "did you mean 'contacts list'?")),
+        (
+            ("campaigns", "stauts", "c1"),
+            ("unknown command 'campaigns stauts'", "did you mean 'campaigns status'?"),
+        ),
+        (
+            ("contacts", "import", "--chanel", "x", "f.csv"),
+            ("unknown option '--chanel' for 'contacts import'", "did you mean '--channel'?"),
+        ),
+        (
+            ("campaigns", "create", "c1", "--segement", "py"),
+            ("unknown option '--segement' for 'campaigns create'", "did you mean '--segment'?"),
+        ),
+        (
+            ("segments", "add"),
+            ("segments add: missing argument", "name", "usage: siyu segments add"),
+        ),
+        (("segments", "add", "py"), ("segments add: missing option '--where'",)),
+        (
+            ("contacts", "list", "--bogus"),
+            ("unknown option '--bogus' for 'contacts list'", "see 'siyu contacts list --help'"),
+        ),
+        (("--bogus",), ("unknown option '--bogus'", "see 'siyu --help'")),
+        (
+            ("campaigns", "xyzzy"),
+            ("unknown command 'campaigns xyzzy'", "see 'siyu campaigns --help'"),
+        ),
+    ],
+    ids=[
+        "typo-group",
+        "typo-command",
+        "typo-campaigns-command",
+        "typo-option",
+        "typo-campaigns-option",
+        "missing-argument",
+        "missing-option",
+        "unknown-option-nothing-close",
+        "unknown-top-option",
+        "unknown-command-nothing-close",
+    ],
+)
+def test_a_usage_error_is_one_line_naming_the_closest_valid_name(
+    capsys: pytest.CaptureFixture[str], args: tuple[str, ...], needles: tuple[str, ...]
+) -> None:
+    line = one_usage_line(siyu(capsys, *args))
+
+    for needle in needles:
+        assert needle in line.lower(), line  # lower: older typer spells an argument NAME
+
+
+@pytest.mark.parametrize(
+    ("args", "usage", "listed"),
+    [
+        ((), "Usage: siyu [OPTIONS] COMMAND", "campaigns"),
+        (("campaigns",), "Usage: siyu campaigns [OPTIONS] COMMAND", "deliveries"),
+    ],
+    ids=["siyu", "siyu-campaigns"],
+)
+def test_a_bare_group_prints_its_help_on_stdout_and_exits_2(
+    capsys: pytest.CaptureFixture[str], args: tuple[str, ...], usage: str, listed: str
+) -> None:
+    outcome = siyu(capsys, *args)
+
+    assert "Traceback" not in outcome.stdout + outcome.stderr, outcome
+    assert outcome.code == 2
+    assert outcome.stderr == ""
+    assert usage in outcome.stdout and listed in outcome.stdout.split(usage)[1]
+    assert siyu(capsys, *args, "--help").code == 0
+
+
+def test_a_user_error_stays_one_line_with_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    line = one_usage_line(siyu(capsys, "mock-platform", "--port", "70000"))
+
+    assert line == "error: --port must be between 0 and 65535, got 70000"
+
+
+def test_running_main_again_in_one_process_registers_each_sub_app_once(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for _ in range(3):
+        assert siyu(capsys, "--help").code == 0
+
+    groups = [group.name for group in app.registered_groups]
+    commands = [command.name for command in app.registered_commands]
+    assert "campaigns" in groups and len(groups) == len(set(groups)), groups
+    assert "init" in commands and len(commands) == len(set(commands)), commands
+
+
+def test_no_traceback_reaches_a_real_terminal(tmp_path: Path) -> None:
+    result = run(tmp_path, "campain", "list")
+
+    assert "Traceback" not in result.stdout + result.stderr, result.stderr
+    assert result.returncode == 2
+    assert result.stderr == "error: unknown command 'campain'; did you mean 'campaigns'?\n"
