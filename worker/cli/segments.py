@@ -60,6 +60,6 @@ def list_(as_json: bool = typer.Option(False, "--json", help="Print as JSON.")) 
 
 @app.command("delete")
 def delete(name: str = typer.Argument(..., help="Segment name.")) -> None:
-    """Delete a segment that no live campaign uses."""
+    """Delete a segment that no campaign uses (live, or finished and keeping its history)."""
     delete_segment(engine(), name)
     typer.echo(f"segment {name} deleted")
