@@ -15,7 +15,7 @@ and quotes (`a=b` too); a value that is a keyword must be quoted.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from worker.errors import UserError
 
@@ -27,8 +27,8 @@ _WORD = re.compile(r"\w+")
 _BARE = re.compile(r"""[^\s(),'"]+""")
 
 
-class SegmentSyntaxError(UserError):
-    """An expression that does not parse; the message names the 1-based column."""
+class SegmentError(UserError):
+    """A problem at a 1-based column of an expression, reported on one line."""
 
     def __init__(self, source: str, column: int, problem: str) -> None:
         self.column = column
@@ -36,13 +36,22 @@ class SegmentSyntaxError(UserError):
         super().__init__(f"segment expression: column {column}: {problem} in: {shown}")
 
 
+class SegmentSyntaxError(SegmentError):
+    """An expression that does not parse; the message names the 1-based column."""
+
+
 @dataclass(frozen=True, slots=True)
 class Condition:
-    """`name op value`, or `name [not] in (values...)` with op 'in' / 'not in'."""
+    """`name op value`, or `name [not] in (values...)` with op 'in' / 'not in'.
+
+    The 1-based columns of the name and of each value serve error messages only.
+    """
 
     name: str
     op: str
     values: tuple[str, ...]
+    column: int = field(default=0, compare=False)
+    value_columns: tuple[int, ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,19 +185,20 @@ class _Parser:
             if not self.scan.symbol(")"):
                 raise self.scan.error(f"expected ')' to close the '(' at column {opened}")
             return node
+        name_column = self.scan.column()
         name = self.scan.name()
         if name is None:
             raise self.scan.error("expected a condition such as 'tag = vip'")
-        return self.test(name)
+        return self.test(name, name_column)
 
-    def test(self, name: str) -> Node:
+    def test(self, name: str, name_column: int) -> Node:
         column = self.scan.column()
         if self.scan.keyword("not"):
             if not self.scan.keyword("in"):
                 raise self.scan.error("expected 'in' after 'not'")
-            return Condition(name, "not in", self.value_list())
+            return self.listed(name, "not in", name_column)
         if self.scan.keyword("in"):
-            return Condition(name, "in", self.value_list())
+            return self.listed(name, "in", name_column)
         op = self.scan.operator()
         if op is None:
             raise self.scan.error(
@@ -198,26 +208,35 @@ class _Parser:
             raise self.scan.error(
                 "expected =, !=, in or not in after 'tag' (tags have no order)", column
             )
-        return Condition(name, op, (self.value(f"after {op!r}"),))
+        value, value_column = self.value(f"after {op!r}")
+        return Condition(name, op, (value,), column=name_column, value_columns=(value_column,))
 
-    def value(self, where: str) -> str:
+    def listed(self, name: str, op: str, name_column: int) -> Condition:
+        values, columns = self.value_list()
+        return Condition(name, op, values, column=name_column, value_columns=columns)
+
+    def value(self, where: str) -> tuple[str, int]:
+        """The next value and its column."""
+        column = self.scan.column()
         found = self.scan.value()
         if found is None:
             keyword = self.scan.peek_word()
             hint = f" (quote {keyword!r} to use it as a value)" if keyword else ""
             raise self.scan.error(f"expected a value {where}{hint}")
-        return found
+        return found, column
 
-    def value_list(self) -> tuple[str, ...]:
+    def value_list(self) -> tuple[tuple[str, ...], tuple[int, ...]]:
+        """The values of `( v, ... )` and their columns."""
         opened = self.scan.column()
         if not self.scan.symbol("("):
             raise self.scan.error("expected '(' after 'in'")
-        values = [self.value("in the list")]
+        items = [self.value("in the list")]
         while self.scan.symbol(","):
-            values.append(self.value("after ','"))
+            items.append(self.value("after ','"))
         if not self.scan.symbol(")"):
             raise self.scan.error(f"expected ',' or ')' in the list opened at column {opened}")
-        return tuple(values)
+        values, columns = zip(*items, strict=True)
+        return values, columns
 
 
 def parse_segment(source: str) -> Node:

@@ -15,6 +15,9 @@ from sqlalchemy.sql.functions import FunctionElement
 
 # The shape of a number in an attribute: optional sign, digits, optional decimal part.
 PG_NUMBER_PATTERN = r"^[+-]?[0-9]+(\.[0-9]+)?$"
+# The shape of an ISO date, YYYY-MM-DD (whether it is a real date is checked in Python).
+PG_DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+SQLITE_DATE_GLOB = "[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]"
 
 
 class HasTag(FunctionElement[bool]):
@@ -34,6 +37,16 @@ class NumberOrNull(FunctionElement[Any]):
     """
 
     type = Numeric()
+    inherit_cache = True
+
+    def __init__(self, text: ColumnElement[Any]) -> None:
+        super().__init__(text)
+
+
+class IsDateShaped(FunctionElement[bool]):
+    """True when a non-NULL text expression has the shape YYYY-MM-DD."""
+
+    type = Boolean()
     inherit_cache = True
 
     def __init__(self, text: ColumnElement[Any]) -> None:
@@ -86,6 +99,18 @@ def _number_sqlite(element: NumberOrNull, compiler: SQLCompiler, **kw: Any) -> s
         )
     )
     return f"(CASE WHEN {shape} THEN CAST({text} AS NUMERIC) END)"
+
+
+@compiles(IsDateShaped, "postgresql")
+def _date_pg(element: IsDateShaped, compiler: SQLCompiler, **kw: Any) -> str:
+    (text,) = _args(element, compiler, **kw)
+    return f"({text} ~ '{PG_DATE_PATTERN}')"
+
+
+@compiles(IsDateShaped, "sqlite")
+def _date_sqlite(element: IsDateShaped, compiler: SQLCompiler, **kw: Any) -> str:
+    (text,) = _args(element, compiler, **kw)
+    return f"({text} GLOB '{SQLITE_DATE_GLOB}')"
 
 
 @compiles(Binary, "postgresql")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import operator
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from sqlalchemy import (
@@ -40,7 +40,14 @@ from worker.audience.segment_parser import (
 from worker.audience.segment_sql import Binary, HasTag, NumberOrNull
 from worker.store import tables
 
-__all__ = ["SegmentSyntaxError", "compile_segment", "parse_segment", "segment_member_count"]
+__all__ = [
+    "SegmentSyntaxError",
+    "compile_segment",
+    "compile_test",
+    "conditions",
+    "parse_segment",
+    "segment_member_count",
+]
 
 CONTACTS: Table = tables.contacts
 ACCOUNTS: Table = tables.accounts
@@ -73,6 +80,17 @@ def segment_member_count(engine: Engine, expression: str) -> int:
         return int(conn.execute(query).scalar_one())
 
 
+def conditions(node: Node) -> Iterator[Condition]:
+    """The conditions of a syntax tree, in the order they were written."""
+    if isinstance(node, Condition):
+        yield node
+    elif isinstance(node, Not):
+        yield from conditions(node.operand)
+    else:
+        for operand in node.operands:
+            yield from conditions(operand)
+
+
 def _compile(node: Node) -> ColumnElement[bool]:
     if isinstance(node, Or):
         return or_(*(_compile(operand) for operand in node.operands))
@@ -87,13 +105,13 @@ def _condition(condition: Condition) -> ColumnElement[bool]:
     """`!=` and `not in` are the exact complements of `=` and `in`."""
     positive = {"!=": "=", "not in": "in"}.get(condition.op, condition.op)
     if positive == "in":
-        matched = or_(*(_test(condition.name, "=", value) for value in condition.values))
+        matched = or_(*(compile_test(condition.name, "=", value) for value in condition.values))
     else:
-        matched = _test(condition.name, positive, condition.values[0])
+        matched = compile_test(condition.name, positive, condition.values[0])
     return not_(matched) if positive != condition.op else matched
 
 
-def _test(name: str, op: str, value: str) -> ColumnElement[bool]:
+def compile_test(name: str, op: str, value: str) -> ColumnElement[bool]:
     """One NULL-free comparison: numeric when `value` is a number, else by code point."""
     if name == TAG:
         return HasTag(CONTACTS.c.tags, literal(value, String()))

@@ -1,17 +1,25 @@
-"""Segments use cases: define a named expression, look it up, count its members."""
+"""Segments use cases: define a named expression, look it up, count its members, delete it."""
 
 from __future__ import annotations
 
-from typing import TypedDict
+from typing import NamedTuple, TypedDict
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, delete, exists
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
-from worker.audience.segments import compile_segment, segment_member_count
+from worker.audience.segment_check import check_segment
+from worker.audience.segments import segment_member_count
 from worker.errors import NotFound, UserError
 from worker.store.db import session_scope
-from worker.store.models import Segment
+from worker.store.models import Campaign, CampaignStatus, Segment
+
+LIVE = (
+    CampaignStatus.DRAFT,
+    CampaignStatus.SCHEDULED,
+    CampaignStatus.RUNNING,
+    CampaignStatus.PAUSED,
+)
 
 NAMES_IN_NOT_FOUND = 10
 
@@ -24,12 +32,31 @@ class SegmentSummary(TypedDict):
     members: int
 
 
-def add_segment(engine: Engine, name: str, where: str) -> Segment:
-    """Store a new segment after checking its expression compiles; a taken name is a UserError."""
+class AddedSegment(NamedTuple):
+    """The stored segment and the notes on what `allow_unknown` let through."""
+
+    segment: Segment
+    notes: list[str]
+
+
+def check_where(engine: Engine, where: str, *, allow_unknown: bool = False) -> list[str]:
+    """Check an operator's expression against the contacts; notes on what was let through.
+
+    Unknown fields or values raise `SegmentError` naming the closest known one, unless
+    `allow_unknown`; a value of the wrong type (or an impossible date) always raises.
+    """
+    with engine.connect() as conn:
+        return check_segment(conn, where, allow_unknown=allow_unknown)
+
+
+def add_segment(
+    engine: Engine, name: str, where: str, *, allow_unknown: bool = False
+) -> AddedSegment:
+    """Store a new segment after `check_where`; a taken name is a UserError."""
     name = name.strip()
     if not name:
         raise UserError("a segment needs a non-empty name")
-    compile_segment(where)  # before trimming, so error columns match what was typed
+    notes = check_where(engine, where, allow_unknown=allow_unknown)  # columns as typed
     where = where.strip()
     taken = UserError(f"segment {name!r} already exists; pick another name")
     try:
@@ -40,7 +67,37 @@ def add_segment(engine: Engine, name: str, where: str) -> Segment:
             session.add(segment)
     except IntegrityError as exc:  # created concurrently between our check and insert
         raise taken from exc
-    return segment
+    return AddedSegment(segment, notes)
+
+
+def delete_segment(engine: Engine, name: str) -> None:
+    """Delete a segment that no campaign refers to; else a UserError naming the campaigns."""
+    segment_id = get_segment(engine, name).id
+    unused = ~exists().where(col(Campaign.segment_id) == segment_id)
+    try:
+        with engine.begin() as conn:
+            deleted = conn.execute(delete(Segment).where(col(Segment.id) == segment_id, unused))
+        if deleted.rowcount == 1:
+            return
+    except IntegrityError:  # a campaign was created on it meanwhile
+        pass
+    raise UserError(_in_use(engine, name, segment_id))
+
+
+def _in_use(engine: Engine, name: str, segment_id: int | None) -> str:
+    with session_scope(engine) as session:
+        query = select(Campaign.name, Campaign.status).where(Campaign.segment_id == segment_id)
+        users = list(session.exec(query.order_by(Campaign.name)))
+    live = [f"{n} ({status})" for n, status in users if status in LIVE]
+    if live:
+        return (
+            f"segment {name!r} is used by live campaign(s) {', '.join(live)}; "
+            "cancel or delete them first"
+        )
+    if not users:  # it changed under us; nothing is wrong with it now
+        return f"segment {name!r} changed while being deleted; run the command again"
+    done = ", ".join(f"{n} ({status})" for n, status in users)
+    return f"segment {name!r} is kept for the history of campaign(s) {done}"
 
 
 def get_segment(session_or_engine: Session | Engine, name: str) -> Segment:
