@@ -203,7 +203,9 @@ def _seed(home: Path, env: dict[str, str], base: str, contacts: int, accounts: i
     write_contacts(csv_path, contacts)
     report = import_contacts(engine, csv_path, "mock")
     console.print(f"imported {report.created} contacts from {csv_path}")
-    add_segment(engine, "demo_learners", SEGMENT)
+    add_segment(
+        engine, "demo_learners", SEGMENT, allow_unknown=True
+    )  # few contacts: a tag may be missing
     create_campaign(
         engine,
         settings.templates_dir,
