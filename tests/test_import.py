@@ -505,3 +505,18 @@ def test_a_file_cut_inside_a_character_names_its_last_line(tmp_path: Path) -> No
 
     with pytest.raises(UserError, match=r"line 2 is not valid gb18030 \(cannot decode byte 0x81"):
         list(read_records(path, "gb18030"))
+
+
+def test_a_bad_byte_in_the_block_after_a_split_character_names_its_own_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(csvfile, "BLOCK_BYTES", 4)
+    path = tmp_path / "split.csv"
+    path.write_bytes(b"x,y\xe5" + b"\xbc\xa0\n\xff" + b"\n")  # blocks: 4 bytes, 4 bytes, 1 byte
+
+    with pytest.raises(UserError) as caught:
+        list(read_records(path))
+
+    assert "line 2 is not valid UTF-8 (cannot decode byte 0xff at the start of the line)" in str(
+        caught.value
+    )
