@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
+from worker.audience import csvfile
+from worker.audience.csvfile import Record, read_records
 from worker.audience.importer import ImportReport, InvalidRows, RowError, import_contacts
 from worker.audience.rows import ContactRow, Owners, read_contacts, split_tags
+from worker.cli import main
+from worker.config import get_settings
 from worker.errors import UserError
+from worker.store.db import reset_engines
 from worker.store.models import Account, Contact
 
 DATA = Path(__file__).parent / "data"
@@ -191,7 +198,10 @@ def test_the_same_external_id_on_another_channel_is_another_contact(
         (b"name,tags\nx,y\n", "the header has no 'external_id' column (found: name, tags)"),
         (b"external_id,name,name\n1,a,b\n", "column name 'name' appears twice (columns 2 and 3)"),
         (b"external_id,,city\n1,,x\n", "line 1: column 2 has no name"),
-        (b"external_id,name\n1,ok\n2,\xff\xfe\n", "line 3 is not valid UTF-8 (byte 0xff"),
+        (
+            b"external_id,name\n1,ok\n2,\xff\xfe\n",
+            "line 3 is not valid UTF-8 (cannot decode byte 0xff",
+        ),
         ("external_id,name\n1,张三\n".encode("gbk"), "line 2 is not valid UTF-8"),
         (b'"external_id,name\n', "line 1: the header row is malformed"),
     ],
@@ -240,4 +250,273 @@ def test_a_hundred_thousand_rows_import_in_one_go(engine: Engine, tmp_path: Path
         "用户99999",
         ["python", "vip4"],  # 99999 % 7 == 4
         {"city": "上海", "level": "4"},
+    )
+
+
+# Files from Excel: other encodings through the real `siyu contacts import`.
+
+GBK_ROWS = 'external_id,name,tags,city\nu1,张三,python;学员,上海\nu2,"李四, 北京",,上海\n'
+EXCEL_ADVICE = 'save it from Excel as "CSV UTF-8 (Comma delimited)"'
+
+
+@dataclass(frozen=True)
+class Outcome:
+    code: int
+    stdout: str
+    stderr: str
+
+
+Siyu = Callable[..., Outcome]
+
+
+@pytest.fixture
+def siyu(
+    db_url: str, engine: Engine, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Iterator[Siyu]:
+    """`siyu(*args)` runs the console script in-process against the test database."""
+    monkeypatch.setenv("SIYU_DATABASE_URL", db_url)
+    get_settings.cache_clear()
+    reset_engines()
+
+    def run(*args: str) -> Outcome:
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exited:
+            main(list(args))
+        out = capsys.readouterr()
+        return Outcome(int(exited.value.code or 0), out.out, out.err)
+
+    yield run
+    reset_engines()
+    get_settings.cache_clear()
+
+
+def one_error_line(outcome: Outcome) -> str:
+    """A refusal: exit 2, nothing on stdout, one `error:` line, no traceback."""
+    assert outcome.code == 2, outcome
+    assert outcome.stdout == ""
+    lines = outcome.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), outcome.stderr
+    return lines[0]
+
+
+def encoded(tmp_path: Path, text: str, codec: str, name: str = "excel.csv") -> Path:
+    path = tmp_path / name
+    path.write_bytes(text.encode(codec))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("option", "text"),
+    [
+        ("gbk", GBK_ROWS),
+        ("GB18030", GBK_ROWS + "u3,吉𠮷,,上海\n"),  # 𠮷 is four bytes, beyond GBK
+        ("gb18030", GBK_ROWS.replace("\n", "\r\n")),  # Excel's line ends, GBK bytes
+    ],
+)
+def test_a_gbk_or_gb18030_file_imports_with_its_encoding_and_stores_the_right_text(
+    siyu: Siyu, engine: Engine, tmp_path: Path, option: str, text: str
+) -> None:
+    path = encoded(tmp_path, text, "gb18030")
+
+    outcome = siyu("contacts", "import", str(path), "--channel", "memory", "--encoding", option)
+
+    assert outcome.code == 0, outcome
+    contacts = stored(engine)
+    assert (contacts["u1"].name, contacts["u1"].tags) == ("张三", ["python", "学员"])
+    assert contacts["u2"].name == "李四, 北京"
+    assert {c.attrs["city"] for c in contacts.values()} == {"上海"}
+    if "𠮷" in text:
+        assert contacts["u3"].name == "吉𠮷"
+
+
+@pytest.mark.parametrize("extra", [(), ("--skip-invalid",), ("--dry-run",)])
+def test_a_gb18030_file_without_encoding_is_refused_with_the_fix_and_nothing_is_written(
+    siyu: Siyu, engine: Engine, tmp_path: Path, extra: tuple[str, ...]
+) -> None:
+    path = encoded(tmp_path, GBK_ROWS + "u3,吉𠮷,,上海\n", "gb18030")
+
+    error = one_error_line(siyu("contacts", "import", str(path), "--channel", "memory", *extra))
+
+    assert error.startswith(f"error: {path}: line 2 is not valid UTF-8 (cannot decode byte 0xd5")
+    assert "after 'u1,')" in error
+    assert "import it with --encoding gb18030" in error
+    assert EXCEL_ADVICE in error
+    assert stored(engine) == {}
+
+
+def test_a_wrong_encoding_is_refused_with_the_line_and_a_hint(
+    siyu: Siyu, engine: Engine, tmp_path: Path
+) -> None:
+    path = encoded(tmp_path, GBK_ROWS + "u3,吉𠮷,,上海\n", "gb18030")
+
+    error = one_error_line(siyu("contacts", "import", str(path), "--encoding", "gbk"))
+
+    assert error.startswith(f"error: {path}: line 4 is not valid gbk (cannot decode byte 0x95 ")
+    assert "after 'u3,吉')" in error
+    assert "check --encoding (gbk was given; gb18030 covers GBK and GB2312)" in error
+    assert stored(engine) == {}
+
+
+@pytest.mark.parametrize("name", ["gbkk", "base64", "rot13"])
+def test_an_unknown_or_non_text_codec_is_refused_listing_common_ones(
+    siyu: Siyu, engine: Engine, tmp_path: Path, name: str
+) -> None:
+    path = write(tmp_path, "external_id\nu1\n")
+
+    error = one_error_line(siyu("contacts", "import", str(path), "--encoding", name))
+
+    assert error.startswith(f"error: --encoding: {name!r} is not a known text encoding; ")
+    assert "common ones: utf-8, gb18030 (reads GBK and GB2312 too), big5" in error
+    assert stored(engine) == {}
+
+
+@pytest.mark.parametrize("option", [(), ("--encoding", "utf-8"), ("--encoding", "utf-8-sig")])
+def test_a_utf8_file_with_a_bom_imports_with_or_without_encoding_utf8(
+    siyu: Siyu, engine: Engine, owners: dict[str, int], option: tuple[str, ...]
+) -> None:
+    outcome = siyu("contacts", "import", str(HAPPY), "--channel", "memory", *option)
+
+    assert outcome.code == 0, outcome
+    assert list(stored(engine)) == ["wx_001", "wx_002", "wx_003"]
+    assert stored(engine)["wx_001"].attrs["city"] == "上海"
+
+
+def test_an_excel_utf8_file_imported_as_gb18030_is_refused_rather_than_garbled(
+    siyu: Siyu, engine: Engine
+) -> None:
+    error = one_error_line(siyu("contacts", "import", str(HAPPY), "--encoding", "gb18030"))
+
+    assert error == (
+        f'error: {HAPPY}: the file starts with a UTF-8 byte-order mark (Excel\'s "CSV UTF-8"), '
+        "but the encoding given is gb18030; import it without --encoding"
+    )
+    assert stored(engine) == {}
+
+
+def test_a_utf16_file_with_a_bom_imports_with_encoding_utf16(
+    sqlite_engine: Engine, tmp_path: Path
+) -> None:
+    path = encoded(tmp_path, "external_id,name,city\nu1,张三,上海\nu2,上上,x\n", "utf-16")
+
+    report = import_contacts(sqlite_engine, path, "memory", encoding="utf-16")
+
+    assert report.created == 2
+    assert [(c.name, c.attrs["city"]) for c in stored(sqlite_engine).values()] == [
+        ("张三", "上海"),
+        ("上上", "x"),  # 上 is 0x0a 0x4e in UTF-16-LE: a newline byte inside a character
+    ]
+
+
+def big_gb18030_file(tmp_path: Path, rows: int, bad_line: int | None = None) -> Path:
+    """A BOM-less GB18030 file; line 2 holds a 3-line quoted field, so lines != records."""
+    path = tmp_path / "big.csv"
+    with path.open("wb") as out:
+        out.write("external_id,name,city\n".encode("gb18030"))
+        out.write('u0,"第一行\n第二行\n第三行",上海\n'.encode("gb18030"))
+        line = 5
+        for i in range(1, rows):
+            row = f"u{i},用户{i},上海\n".encode("gb18030")
+            if line == bad_line:
+                row = row.replace(b",", b",\xff", 1)  # never valid in GB18030
+            out.write(row)
+            line += 1
+    return path
+
+
+def test_a_bad_byte_on_line_5000_of_a_large_file_names_line_5000_and_nothing_is_written(
+    engine: Engine, tmp_path: Path
+) -> None:
+    path = big_gb18030_file(tmp_path, 20_000, bad_line=5000)
+
+    with pytest.raises(UserError) as caught:
+        import_contacts(engine, path, "memory", encoding="gb18030", skip_invalid=True)
+
+    assert str(caught.value).startswith(
+        f"{path}: line 5000 is not valid gb18030 (cannot decode byte 0xff after 'u4996,')"
+    )
+    assert stored(engine) == {}  # four chunks of 1000 rows were upserted, then rolled back
+
+
+def test_row_errors_keep_their_physical_lines_in_a_large_gb18030_file(
+    engine: Engine, tmp_path: Path
+) -> None:
+    path = big_gb18030_file(tmp_path, 20_000)
+    with path.open("ab") as out:  # line 20004: u1..u19999 are on lines 5..20003
+        out.write("u7,重复,上海\n".encode("gb18030"))
+
+    report = import_contacts(engine, path, "memory", encoding="gb18030", skip_invalid=True)
+
+    assert report.rejected == [RowError(20004, "external_id 'u7' appears again (first on line 11)")]
+    assert (report.rows, report.created) == (20_001, 20_000)
+    assert stored(engine)["u0"].name == "第一行\n第二行\n第三行"
+    assert stored(engine)["u19999"].name == "用户19999"
+
+
+SMALL = '\ufeffexternal_id,name\nu1,"张\r\n三"\r\nu2,吉𠮷\r\n\r\nu3,"李,四"\r\n'
+
+
+@pytest.mark.parametrize("codec", ["utf-8", "gb18030", "utf-16-le"])
+@pytest.mark.parametrize("block_bytes", [1, 2, 3, 5, 64 * 1024])
+def test_records_and_their_lines_do_not_depend_on_where_the_blocks_split(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, codec: str, block_bytes: int
+) -> None:
+    monkeypatch.setattr(csvfile, "BLOCK_BYTES", block_bytes)
+    path = encoded(tmp_path, SMALL, codec)  # each codec's own byte-order mark
+
+    records = list(read_records(path, None if codec == "utf-8" else codec))
+
+    assert records == [
+        Record(1, ["external_id", "name"]),
+        Record(2, ["u1", "张\r\n三"]),
+        Record(4, ["u2", "吉𠮷"]),
+        Record(6, ["u3", "李,四"]),
+    ]
+
+
+@pytest.mark.parametrize("block_bytes", [1, 2, 3, 64 * 1024])
+@pytest.mark.parametrize(
+    ("codec", "bad", "shown"),
+    [("utf-8", b"\xe4\xb8", "bytes 0xe4 0xb8"), ("gb18030", b"\x81", "byte 0x81")],
+)
+def test_an_undecodable_byte_names_its_line_wherever_the_blocks_split(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    block_bytes: int,
+    codec: str,
+    bad: bytes,
+    shown: str,
+) -> None:
+    monkeypatch.setattr(csvfile, "BLOCK_BYTES", block_bytes)
+    path = tmp_path / "bad.csv"
+    path.write_bytes('external_id,name\nu1,"张\n三"\nu2,李'.encode(codec) + bad + b"\nu3,x\n")
+
+    with pytest.raises(UserError) as caught:
+        list(read_records(path, codec))
+
+    label = "UTF-8" if codec == "utf-8" else codec
+    assert str(caught.value).startswith(
+        f"{path}: line 4 is not valid {label} (cannot decode {shown} after 'u2,李')"
+    )
+
+
+def test_a_file_cut_inside_a_character_names_its_last_line(tmp_path: Path) -> None:
+    path = tmp_path / "cut.csv"
+    path.write_bytes("external_id,name\nu1,张".encode("gb18030") + b"\x81")
+
+    with pytest.raises(UserError, match=r"line 2 is not valid gb18030 \(cannot decode byte 0x81"):
+        list(read_records(path, "gb18030"))
+
+
+def test_a_bad_byte_in_the_block_after_a_split_character_names_its_own_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(csvfile, "BLOCK_BYTES", 4)
+    path = tmp_path / "split.csv"
+    path.write_bytes(b"x,y\xe5" + b"\xbc\xa0\n\xff" + b"\n")  # blocks: 4 bytes, 4 bytes, 1 byte
+
+    with pytest.raises(UserError) as caught:
+        list(read_records(path))
+
+    assert "line 2 is not valid UTF-8 (cannot decode byte 0xff at the start of the line)" in str(
+        caught.value
     )

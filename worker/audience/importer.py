@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, String, Table, func, literal, select
 
+from worker.audience.csvfile import Undecodable, check_encoding
 from worker.audience.rows import ContactRow, Owners, RowError, read_contacts
 from worker.audience.upsert import chunk_parameters, upsert_statement
 from worker.channels.registry import channel_class
@@ -55,20 +56,31 @@ class InvalidRows(UserError):
 
 
 def import_contacts(
-    engine: Engine, path: Path, channel: str, *, skip_invalid: bool = False, dry_run: bool = False
+    engine: Engine,
+    path: Path,
+    channel: str,
+    *,
+    encoding: str | None = None,
+    skip_invalid: bool = False,
+    dry_run: bool = False,
 ) -> ImportReport:
     """Upsert the contacts of a CSV file by (channel, external_id), all or nothing.
 
     Without `skip_invalid` any bad row raises `InvalidRows` and nothing is written; with it the
     good rows are imported and the bad ones reported. `dry_run` does all of it, then rolls back.
+    `encoding` is any Python text codec (None: UTF-8); a byte it cannot decode refuses the whole
+    file, even with `skip_invalid`: the rows after it can't be trusted.
     """
     channel_class(channel)
+    if encoding is not None:
+        check_encoding(encoding)
     upsert = upsert_statement(engine.dialect.name)
     report = ImportReport()
     now = utcnow()
     with engine.connect() as conn, conn.begin() as transaction:
         before = _lock_and_count(conn, channel)
-        for chunk in _chunks(read_contacts(path, _owners(conn, channel)), CHUNK_ROWS):
+        rows = _advised(read_contacts(path, _owners(conn, channel), encoding), encoding)
+        for chunk in _chunks(rows, CHUNK_ROWS):
             good = _tally(report, chunk)
             if good and (skip_invalid or not report.rejected):
                 conn.execute(upsert, chunk_parameters(channel, good, now))
@@ -79,6 +91,26 @@ def import_contacts(
         if dry_run:
             transaction.rollback()
     return report
+
+
+def _advised(
+    rows: Iterator[ContactRow | RowError], encoding: str | None
+) -> Iterator[ContactRow | RowError]:
+    """`rows`, with an undecodable file's error saying which --encoding or Excel option helps."""
+    try:
+        yield from rows
+    except Undecodable as exc:
+        raise UserError(f"{exc.fact}; {_encoding_advice(encoding)}") from exc
+
+
+def _encoding_advice(encoding: str | None) -> str:
+    excel = 'save it from Excel as "CSV UTF-8 (Comma delimited)"'
+    if encoding is None:
+        return f"if Excel saved it in China, import it with --encoding gb18030, or {excel}"
+    return (
+        f"check --encoding ({encoding} was given; gb18030 covers GBK and GB2312), or {excel} "
+        "and import it without --encoding"
+    )
 
 
 def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:

@@ -147,12 +147,15 @@ def _header(path: Path, records: Iterator[Record | Malformed]) -> Header:
     return Header.parse(path, first)
 
 
-def read_contacts(path: Path, owners: Owners) -> Iterator[ContactRow | RowError]:
+def read_contacts(
+    path: Path, owners: Owners, encoding: str | None = None
+) -> Iterator[ContactRow | RowError]:
     """Stream the data rows of `path`: a `ContactRow` per valid row, a `RowError` per bad one.
 
-    Raises `UserError` for whole-file problems (missing, not UTF-8, bad header).
+    Raises `UserError` for whole-file problems (missing, undecodable, bad header); `encoding`
+    is as for `worker.audience.csvfile.read_records`.
     """
-    records = read_records(path)
+    records = read_records(path, encoding)
     parser = _RowParser(_header(path, records), owners)
     for record in records:
         if isinstance(record, Malformed):

@@ -15,6 +15,7 @@ from worker.errors import UserError
 from worker.store import tables
 from worker.store.models import (
     Account,
+    Campaign,
     CampaignRun,
     CampaignStatus,
     Contact,
@@ -98,21 +99,43 @@ def campaign_status(engine: Engine, name: str) -> dict[str, Any]:
     return doc
 
 
-def iter_deliveries(
-    engine: Engine, name: str, state: str | None = None, limit: int | None = None
-) -> Iterator[dict[str, Any]]:
-    """The per-recipient log of the latest run, in id order, streamed."""
+DELIVERY_KEYS = (
+    "external_id",
+    "name",
+    "channel",
+    "account",
+    "status",
+    "reason",
+    "attempts",
+    "last_error",
+    "provider_message_id",
+    "updated_at",
+    "sent_at",
+)
+
+
+def check_delivery_state(state: str | None) -> None:
+    """A `--status` filter must name a delivery state."""
     if state is not None and state not in {s.value for s in DeliveryState}:
         known = ", ".join(s.value for s in DeliveryState)
         raise UserError(f"--status must be one of {known}, got {state!r}")
-    with Session(engine) as session:
+
+
+def latest_run_of(engine: Engine, name: str) -> tuple[Campaign, CampaignRun | None]:
+    """The campaign named `name` and its latest run (None before the first start)."""
+    with Session(engine, expire_on_commit=False) as session:
         campaign = lookup.campaign_by_name(session, name)
-        run = lookup.latest_run(session, campaign.id)  # type: ignore[arg-type]
-    if run is None:
-        return
+        return campaign, lookup.latest_run(session, campaign.id)  # type: ignore[arg-type]
+
+
+def delivery_rows(
+    engine: Engine, run_id: int, state: str | None = None, limit: int | None = None
+) -> Iterator[dict[str, Any]]:
+    """A run's deliveries as `DELIVERY_KEYS` dicts in id order, streamed; times naive UTC."""
     stmt = (
         select(
             CT.external_id,
+            CT.name,
             CT.channel,
             A.name,
             D.state,
@@ -126,28 +149,34 @@ def iter_deliveries(
         .select_from(Delivery)
         .join(Contact, CT.id == D.contact_id)
         .join(Account, A.id == D.account_id, isouter=True)
-        .where(D.run_id == run.id)
+        .where(D.run_id == run_id)
         .order_by(D.id)
     )
     if state is not None:
         stmt = stmt.where(D.state == state)
     if limit:
         stmt = stmt.limit(limit)
-    keys = (
-        "external_id",
-        "channel",
-        "account",
-        "status",
-        "reason",
-        "attempts",
-        "last_error",
-        "provider_message_id",
-        "updated_at",
-        "sent_at",
-    )
     with engine.connect() as conn:
         for row in conn.execution_options(yield_per=2000).execute(stmt):
-            item = dict(zip(keys, row, strict=True))
-            item["updated_at"] = iso_utc(item["updated_at"])
-            item["sent_at"] = iso_utc(item["sent_at"])
-            yield item
+            yield dict(zip(DELIVERY_KEYS, row, strict=True))
+
+
+def iter_deliveries(
+    engine: Engine, name: str, state: str | None = None, limit: int | None = None
+) -> Iterator[dict[str, Any]]:
+    """The per-recipient log of the latest run, in id order, streamed; times ISO 8601 UTC.
+
+    An unknown campaign or state raises here, before the first row.
+    """
+    check_delivery_state(state)
+    _, run = latest_run_of(engine, name)
+    if run is None or run.id is None:
+        return iter(())
+    return _utc_times(delivery_rows(engine, run.id, state, limit))
+
+
+def _utc_times(items: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    for item in items:
+        item["updated_at"] = iso_utc(item["updated_at"])
+        item["sent_at"] = iso_utc(item["sent_at"])
+        yield item

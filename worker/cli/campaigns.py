@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import io
 import sys
 from collections.abc import Iterable
 from typing import Any
 
 import typer
-from rich.table import Table
+from rich.table import Column, Table
+from rich.text import Text
 
 from worker.campaigns import lifecycle
+from worker.campaigns.export import COLUMNS, delivery_csv, delivery_log
 from worker.campaigns.status import campaign_status, iter_deliveries
-from worker.cli.common import console, emit_json, engine, parse_pairs
+from worker.cli.common import console, emit_json, engine, fail, parse_pairs
 from worker.cli.progress import watch_status
 from worker.config import get_settings
 
@@ -118,26 +121,45 @@ def status(
 @app.command("deliveries")
 def deliveries(
     name: str,
-    status_: str | None = typer.Option(None, "--status", help="Only this state."),
-    as_json: bool = typer.Option(False, "--json"),
+    status_: str | None = typer.Option(
+        None, "--status", help="Only this state (pending, sent, failed, skipped, unknown, ...)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="One JSON array; times in UTC."),
+    as_csv: bool = typer.Option(
+        False,
+        "--csv",
+        help="CSV on stdout for a spreadsheet: external_id, name, account, state, reason, "
+        "last_error, attempts, sent_at (the campaign's local time with its offset). UTF-8 "
+        "with a BOM, so Excel shows Chinese names as they are.",
+    ),
     limit: int = typer.Option(0, "--limit", help="At most N rows (0: all)."),
 ) -> None:
-    """The per-recipient log."""
-    rows = iter_deliveries(engine(), name, status_, limit or None)
-    if as_json:
-        _stream_json(rows)
+    """The per-recipient log: state, reason and last error of every recipient."""
+    if as_json and as_csv:
+        fail("--json and --csv are alternatives: give one of them")
+    eng = engine()
+    if as_csv:
+        _stream_text(delivery_csv(eng, name, status_, limit or None))
         return
-    table = Table("external_id", "account", "status", "reason", "attempts", "sent_at")
-    for r in rows:
-        table.add_row(
-            r["external_id"],
-            r["account"] or "",
-            r["status"],
-            r["reason"] or "",
-            str(r["attempts"]),
-            r["sent_at"] or "",
-        )
+    if as_json:
+        _stream_json(iter_deliveries(eng, name, status_, limit or None))
+        return
+    table = Table(*(Column(column, overflow="fold") for column in COLUMNS))  # hide nothing
+    for row in delivery_log(eng, name, status_, limit or None):
+        table.add_row(*(Text(cell) for cell in row))  # Text: a '[' in an error is not markup
     console.print(table)
+
+
+def _stream_text(chunks: Iterable[str]) -> None:
+    """Write `chunks` to stdout as UTF-8 whatever the locale, CSV line ends untouched."""
+    sys.stdout.flush()
+    out = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", newline="")
+    try:
+        for chunk in chunks:
+            out.write(chunk)
+        out.flush()
+    finally:
+        out.detach()  # leave sys.stdout's buffer open
 
 
 def _stream_json(rows: Iterable[dict[str, Any]]) -> None:

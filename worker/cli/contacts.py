@@ -31,8 +31,15 @@ app = typer.Typer(no_args_is_help=True)
 
 @app.command("import")
 def import_(
-    file: Path = typer.Argument(..., help="CSV with an external_id column (UTF-8)."),
+    file: Path = typer.Argument(..., help="CSV with an external_id column (UTF-8 by default)."),
     channel: str = typer.Option("mock", "--channel", help="Channel the contacts are reached on."),
+    encoding: str | None = typer.Option(
+        None,
+        "--encoding",
+        help="The file's text encoding, any Python codec name: gb18030 for a CSV Excel saved "
+        "in China (covers GBK). Default UTF-8, with or without BOM.",
+        show_default=False,
+    ),
     skip_invalid: bool = typer.Option(
         False, "--skip-invalid", help="Import the good rows and report the bad ones."
     ),
@@ -40,7 +47,9 @@ def import_(
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Upsert contacts from a CSV file (by channel + external_id)."""
-    report = import_contacts(engine(), file, channel, skip_invalid=skip_invalid, dry_run=dry_run)
+    report = import_contacts(
+        engine(), file, channel, encoding=encoding, skip_invalid=skip_invalid, dry_run=dry_run
+    )
     for error in report.rejected:  # plain lines, never wrapped: scripts grep them
         typer.echo(f"{file} line {error.line}: {error.message}", err=True)
     if as_json:
