@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import select, update
 
 from tests.support.world import add_accounts, add_campaign, add_contacts, make_context, start
+from worker.campaigns import manage
 from worker.campaigns.lifecycle import cancel_campaign
 from worker.campaigns.materialise import materialise
 from worker.cli import main
@@ -218,6 +219,7 @@ def test_edit_is_refused_once_a_campaign_has_begun_or_ended(siyu: World, status:
     ("args", "needle"),
     [
         (("--accounts", "a1,ghost"), "no account named 'ghost'"),
+        (("--accounts", "nourl"), "url"),  # a mock account without its url
         (("--unset-var", "course_name"), "course_name"),  # the template needs it
         (("--unset-var", "nope"), "--unset-var: the campaign has no variable 'nope'"),
         (("--end", "2030-02-01T00:00+08:00"), "--end must be after --start"),
@@ -225,18 +227,48 @@ def test_edit_is_refused_once_a_campaign_has_begun_or_ended(siyu: World, status:
         (("--cron", "0 9 * * *"), "recurring campaigns are not implemented yet"),
         ((), "nothing to change"),
     ],
-    ids=["account", "unrenderable", "unset-unknown", "window", "tz", "cron", "nothing"],
+    ids=[
+        "account",
+        "channel-config",
+        "unrenderable",
+        "unset-unknown",
+        "window",
+        "tz",
+        "cron",
+        "nothing",
+    ],
 )
 def test_an_edit_is_validated_like_a_create_and_a_refused_one_changes_nothing(
     siyu: World, args: tuple[str, ...], needle: str
 ) -> None:
     add_campaign(siyu.ctx, "c1", ["a1"], start=START, end=END)
+    add_accounts(siyu.ctx.engine, ["nourl"], channel="mock")
     before = siyu.show("c1")
 
     line = siyu.refused("campaigns", "edit", "c1", *args)
 
     assert needle in line
     assert siyu.show("c1") == before
+
+
+def test_an_edit_that_raced_another_change_is_refused_and_writes_nothing(
+    siyu: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    add_campaign(siyu.ctx, "c1", ["a1"], start=START, end=END)
+    real = manage.render_samples
+
+    def render_then_someone_else_edits(*args: object, **kwargs: object) -> object:
+        rendered = real(*args, **kwargs)  # type: ignore[arg-type]
+        with siyu.ctx.engine.begin() as conn:
+            conn.execute(update(tables.campaigns).values(template="short"))
+        return rendered
+
+    monkeypatch.setattr(manage, "render_samples", render_then_someone_else_edits)
+
+    line = siyu.refused("campaigns", "edit", "c1", "--var", "course_name=x")
+
+    assert line == "error: campaign 'c1' changed while being edited; run the command again"
+    assert siyu.show("c1")["vars"]["course_name"] == "Python 入门"
 
 
 # --- delete --------------------------------------------------------------------------------
@@ -288,12 +320,20 @@ def test_cron_is_refused_at_create_and_nothing_is_stored(siyu: World) -> None:
 
 def test_an_account_a_live_campaign_sends_from_is_not_removed(siyu: World) -> None:
     add_campaign(siyu.ctx, "c1", ["a1", "a2"])
+    add_campaign(siyu.ctx, "c2", ["a2"], start=START)
+    start(siyu.ctx, "c2")
+    for name in ("c3", "c4"):  # begun, their audiences not yet materialised
+        add_campaign(siyu.ctx, name, ["a2"])
+        start(siyu.ctx, name)
+    siyu.ok("campaigns", "pause", "c4")
+    add_campaign(siyu.ctx, "c5", ["a2"])
+    cancel_campaign(siyu.ctx, "c5")
 
     line = siyu.refused("accounts", "remove", "a2")
 
     assert line == (
-        "error: account 'a2' is a sender of live campaign(s) c1 (draft); "
-        "edit them to use other accounts, or cancel them, first"
+        "error: account 'a2' is a sender of live campaign(s) c1 (draft), c2 (scheduled), "
+        "c3 (running), c4 (paused); edit them to use other accounts, or cancel them, first"
     )
     assert siyu.show("c1")["accounts"] == ["a1", "a2"]
 
