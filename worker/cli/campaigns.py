@@ -208,8 +208,7 @@ def plan(name: str, as_json: bool = typer.Option(False, "--json")) -> None:
 
 
 def _window_cell(window: dict[str, Any]) -> Text:
-    start = window["start"] or "when started"
-    return Text(f"{start} ..\n{window['end'] or 'open-ended'}")
+    return Text(f"{window['start'] or 'when started'}\n{window['end'] or 'open-ended'}")
 
 
 @app.command("list")
@@ -222,7 +221,10 @@ def list_(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> 
         emit_json(rows)
         return
     table = Table(
-        Column("name", overflow="fold"), "status", Column("sent/total", justify="right"), "window"
+        Column("name", overflow="fold"),
+        "status",
+        Column("sent/total", justify="right"),
+        "start\nend",
     )
     for r in rows:
         table.add_row(
@@ -240,14 +242,14 @@ def show(name: str, as_json: bool = typer.Option(False, "--json", help="Print JS
     if as_json:
         emit_json(doc)
         return
-    variables = ", ".join(f"{k}={v}" for k, v in doc["vars"].items()) or "-"
     lines = [
         f"name: {doc['name']}",
         f"status: {doc['status']}  kind: {doc['kind']}",
         f"segment: {doc['segment']['name']}  where: {doc['segment']['where']}",
         f"template: {doc['template']}",
-        f"vars: {variables}",
         f"accounts: {', '.join(doc['accounts']) or '-'}",
+        "vars:" + ("" if doc["vars"] else " -"),
+        *(f"  {key} = {value}" for key, value in doc["vars"].items()),
         f"start: {doc['start'] or 'when started'}",
         f"end: {doc['end'] or 'open-ended'}",
         f"tz: {doc['tz']}",
@@ -257,13 +259,13 @@ def show(name: str, as_json: bool = typer.Option(False, "--json", help="Print JS
     if not doc["runs"]:
         console.print(Text("runs: none"))
         return
-    table = Table("run", "status", "started ..\nfinished", "sent/total", "counts")
+    table = Table("run", "status", "started\nfinished", "sent/total", "counts")
     for run in doc["runs"]:
         counts = " ".join(f"{k} {v}" for k, v in run["counts"].items() if v)
         table.add_row(
             str(run["id"]),
             run["status"],
-            Text(f"{run['started_at'] or '-'} ..\n{run['finished_at'] or '-'}"),
+            Text(f"{run['started_at'] or '-'}\n{run['finished_at'] or '-'}"),
             f"{run['counts']['sent']}/{run['total']}",
             Text(counts or "-"),
         )
