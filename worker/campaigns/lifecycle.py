@@ -6,7 +6,6 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from croniter import croniter
 from sqlalchemy import Engine, select
 from sqlmodel import Session
 
@@ -21,6 +20,7 @@ from worker.runtime import Context, enqueue
 from worker.store import tables
 from worker.store.db import for_writing
 from worker.store.models import (
+    Account,
     Campaign,
     CampaignAccount,
     CampaignRun,
@@ -47,7 +47,11 @@ class CampaignSpec:
     kind: str = "marketing"
 
 
-def _check_spec(spec: CampaignSpec) -> tuple[datetime | None, datetime | None]:
+def check_spec(spec: CampaignSpec) -> tuple[datetime | None, datetime | None]:
+    """Everything about a definition that needs no database; the window as naive UTC.
+
+    `campaigns create` and `campaigns edit` both call it, so an edit is held to a create's rules.
+    """
     if not spec.name.strip():
         raise UserError("campaign name must not be empty")
     if spec.kind not in KINDS:
@@ -56,21 +60,30 @@ def _check_spec(spec: CampaignSpec) -> tuple[datetime | None, datetime | None]:
         raise UserError("--accounts needs at least one account name")
     if len(set(spec.accounts)) != len(spec.accounts):
         raise UserError("--accounts lists an account twice")
+    if spec.cron is not None:  # refused here, so nothing half-made is stored
+        raise UserError(
+            "--cron: recurring campaigns are not implemented yet; "
+            "create it without --cron (one run between --start and --end)"
+        )
     zone(spec.tz)
-    if spec.cron is not None and not croniter.is_valid(spec.cron):
-        raise UserError(f"--cron: {spec.cron!r} is not a valid cron expression (5 fields)")
     start = parse_when(spec.start, spec.tz, field="--start") if spec.start else None
     end = parse_when(spec.end, spec.tz, field="--end") if spec.end else None
     if start and end and end <= start:
         raise UserError("--end must be after --start")
-    if end and end <= utcnow() and not spec.cron:
+    if end and end <= utcnow():
         raise UserError("--end is in the past")
     return start, end
 
 
+def check_senders(accounts: list[Account]) -> None:
+    """Each sender's channel configuration is valid (built now, never at the first send)."""
+    for account in accounts:
+        build_channel(account.channel, account.name, account.config)
+
+
 def create_campaign(engine: Engine, templates_dir: object, spec: CampaignSpec) -> Campaign:
     """Validate everything a send will need (template for sample members too), then store."""
-    start, end = _check_spec(spec)
+    start, end = check_spec(spec)
     with Session(for_writing(engine), expire_on_commit=False) as session:
         if session.exec(
             select(Campaign.id).where(Campaign.name == spec.name)  # type: ignore[call-overload]
@@ -78,8 +91,7 @@ def create_campaign(engine: Engine, templates_dir: object, spec: CampaignSpec) -
             raise UserError(f"a campaign named {spec.name!r} already exists")
         segment = lookup.segment_by_name(session, spec.segment)
         accounts = [lookup.account_by_name(session, name) for name in spec.accounts]
-        for account in accounts:
-            build_channel(account.channel, account.name, account.config)
+        check_senders(accounts)
         render_samples(  # raises TemplateError (file, line) before anything is stored
             engine,
             templates_dir,

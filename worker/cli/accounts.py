@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from worker.cli.common import console, emit_json, engine, parse_pairs
 from worker.config import get_settings
@@ -70,3 +71,11 @@ def resume(name: str) -> None:
     """Let a paused (or banned, after you checked it) account send again."""
     svc.set_paused(engine(), name, False)
     console.print(f"resumed account {name}")
+
+
+@app.command("remove")
+def remove(name: str) -> None:
+    """Remove an account no live campaign, open delivery or owned contact needs."""
+    past = svc.remove_account(engine(), name)
+    kept = f"; its {past} past deliveries stay in their campaigns' logs" if past else ""
+    console.print(Text(f"removed account {name}{kept}"))

@@ -205,3 +205,116 @@ def plan(name: str, as_json: bool = typer.Option(False, "--json")) -> None:
     console.print(table)
     verdict = "fits" if doc["fits"] else f"does NOT fit: {doc['would_not_fit']} would not be sent"
     console.print(f"{verdict}; ETA {doc['eta'] or '-'}")
+
+
+def _window_cell(window: dict[str, Any]) -> Text:
+    return Text(f"{window['start'] or 'when started'}\n{window['end'] or 'open-ended'}")
+
+
+@app.command("list")
+def list_(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Every campaign: status, progress (sent/total) and window in its time zone."""
+    from worker.campaigns.overview import list_campaigns
+
+    rows = list_campaigns(engine())
+    if as_json:
+        emit_json(rows)
+        return
+    table = Table(
+        Column("name", overflow="fold"),
+        "status",
+        Column("sent/total", justify="right"),
+        "start\nend",
+    )
+    for r in rows:
+        table.add_row(
+            Text(r["name"]), r["status"], f"{r['sent']}/{r['total']}", _window_cell(r["window"])
+        )
+    console.print(table)
+
+
+@app.command("show")
+def show(name: str, as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """The whole definition (segment, template, vars, accounts, window) and its runs."""
+    from worker.campaigns.overview import show_campaign
+
+    doc = show_campaign(engine(), name)
+    if as_json:
+        emit_json(doc)
+        return
+    lines = [
+        f"name: {doc['name']}",
+        f"status: {doc['status']}  kind: {doc['kind']}",
+        f"segment: {doc['segment']['name']}  where: {doc['segment']['where']}",
+        f"template: {doc['template']}",
+        f"accounts: {', '.join(doc['accounts']) or '-'}",
+        "vars:" + ("" if doc["vars"] else " -"),
+        *(f"  {key} = {value}" for key, value in doc["vars"].items()),
+        f"start: {doc['start'] or 'when started'}",
+        f"end: {doc['end'] or 'open-ended'}",
+        f"tz: {doc['tz']}",
+    ]
+    for line in lines:
+        console.print(Text(line))
+    if not doc["runs"]:
+        console.print(Text("runs: none"))
+        return
+    table = Table("run", "status", "started\nfinished", "sent/total", "counts")
+    for run in doc["runs"]:
+        counts = " ".join(f"{k} {v}" for k, v in run["counts"].items() if v)
+        table.add_row(
+            str(run["id"]),
+            run["status"],
+            Text(f"{run['started_at'] or '-'}\n{run['finished_at'] or '-'}"),
+            f"{run['counts']['sent']}/{run['total']}",
+            Text(counts or "-"),
+        )
+    console.print(table)
+
+
+@app.command("edit")
+def edit(
+    name: str,
+    segment: str | None = typer.Option(None, "--segment"),
+    template: str | None = typer.Option(None, "--template", help="Name of templates/<name>.j2"),
+    accounts: str | None = typer.Option(None, "--accounts", help="A[,B...]: replaces the list"),
+    var: list[str] = typer.Option(None, "--var", help="KEY=VALUE: sets this variable only"),
+    unset_var: list[str] = typer.Option(None, "--unset-var", help="KEY: removes this variable"),
+    start: str | None = typer.Option(None, "--start", help="ISO 8601 start time"),
+    end: str | None = typer.Option(None, "--end", help="ISO 8601 planned end time"),
+    cron: str | None = typer.Option(None, "--cron", help="Not implemented yet (refused)"),
+    tz: str | None = typer.Option(
+        None, "--tz", help="Reads new times without offset; stored times keep their instant"
+    ),
+    kind: str | None = typer.Option(None, "--kind", help="marketing | service"),
+) -> None:
+    """Change a draft or scheduled campaign; options not given keep their values."""
+    from worker.campaigns.manage import CampaignChanges, edit_campaign
+
+    changes = CampaignChanges(
+        segment=segment,
+        template=template,
+        accounts=None
+        if accounts is None
+        else [a.strip() for a in accounts.split(",") if a.strip()],
+        set_vars=parse_pairs(var, "--var"),
+        unset_vars=[key.strip() for key in unset_var or []],
+        start=start,
+        end=end,
+        cron=cron,
+        tz=tz,
+        kind=kind,
+    )
+    if changes == CampaignChanges():
+        fail("nothing to change; give at least one option (see 'siyu campaigns edit --help')")
+    edit_campaign(engine(), get_settings().templates_dir, name, changes)
+    console.print(Text(f"campaign {name} updated"))
+
+
+@app.command("delete")
+def delete(name: str) -> None:
+    """Delete a draft campaign (anything started is kept for its history: cancel it)."""
+    from worker.campaigns.manage import delete_campaign
+
+    delete_campaign(engine(), name)
+    console.print(Text(f"campaign {name} deleted"))

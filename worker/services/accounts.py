@@ -1,4 +1,4 @@
-"""Sender accounts: add, list with health, pause and resume."""
+"""Sender accounts: add, list with health, pause, resume and remove."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Connection, Engine, delete, func, select, update
 from sqlmodel import Session
 
 from worker.campaigns import lookup
@@ -17,9 +17,28 @@ from worker.errors import UserError
 from worker.limiter import load_policies, resolve_policy
 from worker.store import tables
 from worker.store.db import for_writing
-from worker.store.models import Account, AccountState, DeliveryState, utcnow
+from worker.store.models import (
+    OPEN_STATES,
+    Account,
+    AccountState,
+    CampaignStatus,
+    DeliveryState,
+    utcnow,
+)
 
+A = tables.accounts.c
+C = tables.campaigns.c
+CA = tables.campaign_accounts.c
+CT = tables.contacts.c
 D = tables.deliveries.c
+R = tables.campaign_runs.c
+LIVE = (
+    CampaignStatus.DRAFT,
+    CampaignStatus.SCHEDULED,
+    CampaignStatus.RUNNING,
+    CampaignStatus.PAUSED,
+)
+NAMED = 5  # how many campaigns or contacts a refusal names
 
 
 def add_account(
@@ -101,3 +120,75 @@ def set_paused(engine: Engine, name: str, paused: bool) -> Account:
         session.add(account)
         session.commit()
         return account
+
+
+def _named(items: list[str]) -> str:
+    shown = ", ".join(items[:NAMED])
+    return shown + (f" and {len(items) - NAMED} more" if len(items) > NAMED else "")
+
+
+def _why_not_removable(conn: Connection, account_id: int | None, name: str) -> str | None:
+    """What still needs the account, as a sentence saying what to do first; None if nothing."""
+    live = conn.execute(
+        select(C.name, C.status)
+        .join(tables.campaign_accounts, CA.campaign_id == C.id)
+        .where(CA.account_id == account_id, C.status.in_(list(LIVE)))
+        .order_by(C.name)
+    ).all()
+    if live:
+        named = _named([f"{n} ({status})" for n, status in live])
+        return (
+            f"account {name!r} is a sender of live campaign(s) {named}; "
+            "edit them to use other accounts, or cancel them, first"
+        )
+    open_ = conn.execute(
+        select(C.name, func.count())
+        .select_from(tables.deliveries)
+        .join(tables.campaign_runs, R.id == D.run_id)
+        .join(tables.campaigns, C.id == R.campaign_id)
+        .where(D.account_id == account_id, D.state.in_(list(OPEN_STATES)))
+        .group_by(C.name)
+        .order_by(C.name)
+    ).all()
+    if open_:
+        named = _named([f"{n} ({count})" for n, count in open_])
+        return (
+            f"account {name!r} has deliveries pending, claimed or being sent in {named}; "
+            "let them finish or cancel those campaigns first"
+        )
+    owned = conn.execute(
+        select(CT.external_id).where(CT.owner_id == account_id).order_by(CT.id).limit(NAMED + 1)
+    ).scalars()
+    owned_ids = list(owned)
+    if owned_ids:
+        total = conn.execute(select(func.count()).where(CT.owner_id == account_id)).scalar_one()
+        shown = ", ".join(owned_ids[:NAMED]) + (", ..." if total > NAMED else "")
+        return (
+            f"account {name!r} owns {total} contact(s) ({shown}) that only it may message; "
+            "re-import them with another (or an empty) owner first"
+        )
+    return None
+
+
+def remove_account(engine: Engine, name: str) -> int:
+    """Remove an account nothing needs any more; returns how many past deliveries it made.
+
+    Refused while a live campaign names it as a sender, a delivery of it is still open, or a
+    contact belongs to it. Its finished deliveries stay in their campaigns' logs without an
+    account, and it leaves the sender lists of finished campaigns. The account row is locked
+    first, so no campaign can take it as a sender while it is being removed.
+    """
+    with Session(engine) as session:
+        account_id = lookup.account_by_name(session, name).id  # NotFound names the known ones
+    with for_writing(engine).begin() as conn:
+        if conn.execute(select(A.id).where(A.id == account_id).with_for_update()).first() is None:
+            raise UserError(f"account {name!r} was removed meanwhile")
+        why = _why_not_removable(conn, account_id, name)
+        if why is not None:
+            raise UserError(why)
+        past = conn.execute(
+            update(tables.deliveries).where(D.account_id == account_id).values(account_id=None)
+        ).rowcount
+        conn.execute(delete(tables.campaign_accounts).where(CA.account_id == account_id))
+        conn.execute(delete(tables.accounts).where(A.id == account_id))
+    return int(past)

@@ -1,0 +1,139 @@
+"""`campaigns list` and `campaigns show`: what exists, and the whole definition of one.
+
+Times are ISO 8601 in the campaign's time zone with its offset, to the second. A run's
+counts follow `campaigns status`: claimed and sending rows count as pending, and a run not yet
+fully materialised counts the rest of its audience snapshot as pending.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import Connection, Engine, func, select
+from sqlmodel import Session, col
+
+from worker.campaigns import lookup
+from worker.campaigns.export import local_iso
+from worker.campaigns.timeparse import zone
+from worker.store import tables
+from worker.store.models import Campaign, CampaignRun, CampaignStatus, DeliveryState, Segment
+
+D = tables.deliveries.c
+REPORTED = ("pending", "sent", "failed", "skipped", "unknown")
+OPEN = (DeliveryState.CLAIMED, DeliveryState.SENDING)
+
+
+def _counts(conn: Connection, run_ids: Iterable[int]) -> dict[int, dict[str, int]]:
+    ids = list(run_ids)
+    out = {run_id: dict.fromkeys(REPORTED, 0) for run_id in ids}
+    if not ids:
+        return out
+    stmt = (
+        select(D.run_id, D.state, func.count()).where(D.run_id.in_(ids)).group_by(D.run_id, D.state)
+    )
+    for run_id, state, n in conn.execute(stmt):
+        out[run_id]["pending" if state in OPEN else state] += n
+    return out
+
+
+def _total(run: CampaignRun, counts: dict[str, int]) -> int:
+    """Every member of the run's audience once; the unmaterialised rest counts as pending."""
+    total = sum(counts.values())
+    unfinished = not run.materialised and run.status != CampaignStatus.CANCELLED
+    if run.started_at is not None and unfinished:
+        counts["pending"] += max(0, run.expected_total - total)
+        total = max(total, run.expected_total)
+    return total
+
+
+def _window(campaign: Campaign, run: CampaignRun | None) -> dict[str, str | None]:
+    """The latest run's window once there is one (it is what is used), else the campaign's."""
+    tz = zone(campaign.tz)
+    start, end = (run.start_at, run.end_at) if run else (campaign.start_at, campaign.end_at)
+    return {
+        "start": local_iso(start, tz) or None,
+        "end": local_iso(end, tz) or None,
+        "tz": campaign.tz,
+    }
+
+
+def list_campaigns(engine: Engine) -> list[dict[str, Any]]:
+    """Every campaign by name: status, progress of its latest run (sent of total), window."""
+    with Session(engine) as session:
+        campaigns = list(session.scalars(select(Campaign).order_by(col(Campaign.name))))
+        latest = {c.id: lookup.latest_run(session, c.id) for c in campaigns if c.id}
+        counts = _counts(session.connection(), [r.id for r in latest.values() if r and r.id])
+    out = []
+    for campaign in campaigns:
+        run = latest.get(campaign.id or 0)
+        run_counts = counts.get(run.id, dict.fromkeys(REPORTED, 0)) if run and run.id else None
+        total = _total(run, run_counts) if run and run_counts is not None else 0
+        out.append(
+            {
+                "name": campaign.name,
+                "status": campaign.status,
+                "kind": campaign.kind,
+                "sent": run_counts["sent"] if run_counts else 0,
+                "total": total,
+                "window": _window(campaign, run),
+            }
+        )
+    return out
+
+
+def _runs(session: Session, campaign: Campaign) -> list[dict[str, Any]]:
+    runs = list(
+        session.scalars(
+            select(CampaignRun)
+            .where(col(CampaignRun.campaign_id) == campaign.id)
+            .order_by(col(CampaignRun.id))
+        )
+    )
+    counts = _counts(session.connection(), [r.id for r in runs if r.id])
+    tz = zone(campaign.tz)
+    out = []
+    for run in runs:
+        run_counts = counts[run.id]  # type: ignore[index]
+        total = _total(run, run_counts)
+        out.append(
+            {
+                "id": run.id,
+                "status": run.status,
+                "start": local_iso(run.start_at, tz) or None,
+                "end": local_iso(run.end_at, tz) or None,
+                "started_at": local_iso(run.started_at, tz) or None,
+                "finished_at": local_iso(run.finished_at, tz) or None,
+                "total": total,
+                "counts": run_counts,
+            }
+        )
+    return out
+
+
+def show_campaign(engine: Engine, name: str) -> dict[str, Any]:
+    """The whole definition of one campaign, and its runs with their counts."""
+    with Session(engine) as session:
+        campaign = lookup.campaign_by_name(session, name)
+        segment = session.get(Segment, campaign.segment_id)
+        accounts = lookup.campaign_accounts(session, campaign.id)  # type: ignore[arg-type]
+        runs = _runs(session, campaign)
+        tz = zone(campaign.tz)
+        return {
+            "name": campaign.name,
+            "status": campaign.status,
+            "kind": campaign.kind,
+            "segment": {
+                "name": segment.name if segment else None,
+                "where": segment.expression if segment else None,
+            },
+            "template": campaign.template,
+            "vars": dict(campaign.vars),
+            "accounts": [a.name for a in accounts],
+            "start": local_iso(campaign.start_at, tz) or None,
+            "end": local_iso(campaign.end_at, tz) or None,
+            "tz": campaign.tz,
+            "cron": campaign.cron,
+            "created_at": local_iso(campaign.created_at, tz),
+            "runs": runs,
+        }
