@@ -50,7 +50,7 @@ def worker(
     loglevel: str = typer.Option("WARNING", "--loglevel", "-l"),
 ) -> None:
     """Run a Celery worker: account lanes, materialisation and the periodic tick."""
-    from celery.signals import worker_shutting_down
+    from celery.signals import worker_ready, worker_shutting_down
 
     from worker.campaigns.tick import Ticker
     from worker.config import get_settings
@@ -73,8 +73,10 @@ def worker(
     worker_shutting_down.connect(lambda **_: SHUTDOWN.set(), weak=False)
     ticker = Ticker(ctx)
     ticker.start()
+    # Visible to `live_workers` once Celery consumes (a SIGTERM before that kills the
+    # process outright: its heartbeat would linger until the TTL).
     heartbeat = Heartbeat(ctx, concurrency=concurrency)
-    heartbeat.start()
+    worker_ready.connect(lambda **_: heartbeat.start(), weak=False)
     try:
         celery_app.worker_main(
             [

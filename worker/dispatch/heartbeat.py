@@ -97,7 +97,10 @@ class Heartbeat:
 
     def start(self) -> None:
         """Beat once now (the worker is visible at once), then every interval."""
-        self.beat()
+        try:
+            self.beat()
+        except redis.RedisError:  # the thread tries again
+            log.warning("worker heartbeat failed", exc_info=True)
         self._thread.start()
 
     def beat(self) -> None:
