@@ -49,7 +49,9 @@ def check_account_policies(engine: Engine, policies: dict[str, Policy] | None) -
             resolve_policy(policies, policy, channel)
         except UserError as exc:
             fix = f"write {policy}.toml in the policy folder, or re-add the account"
-            findings.append(Finding("policies", False, f"account {name}: {exc}", fix))
+            findings.append(Finding("accounts", False, f"account {name}: {exc}", fix))
+    if not findings:
+        findings.append(Finding("accounts", True, f"{len(rows)} accounts, each with its policy"))
     return findings
 
 
