@@ -208,6 +208,7 @@ def healthy(ctx: Context, home: Path) -> Iterator[Context]:
     Heartbeat(ctx, concurrency=4).beat()
     with running_mock_platform(home / "mock.db") as url:
         add_accounts(ctx.engine, ["m1"], channel="mock", url=url)
+        ctx.extras["mock_url"] = url
         yield ctx
 
 
@@ -233,6 +234,11 @@ def problems(result: Outcome, check: str) -> list[str]:
     lines = [line for line in result.line(check) if line.startswith("PROBLEM ")]
     assert lines and all("; fix: " in line for line in lines), result.stdout
     return lines
+
+
+def test_doctor_reports_that_no_worker_is_running(ctx: Context, siyu: Siyu) -> None:
+    [line] = problems(siyu("doctor"), "workers")
+    assert "no worker is running; fix: start one with `siyu worker`" in line
 
 
 def test_doctor_reports_every_malformed_policy_file(healthy: Context, siyu: Siyu) -> None:
@@ -301,7 +307,11 @@ def test_doctor_reports_a_mock_account_whose_platform_does_not_answer(
 ) -> None:
     url = f"http://127.0.0.1:{free_port()}"
     add_accounts(healthy.engine, ["m2"], channel="mock", url=url)
+    add_accounts(healthy.engine, ["m3"], channel="mock", url=f"{healthy.extras['mock_url']}/x")
     result = siyu("doctor")
-    [line] = problems(result, "mock-platform")
-    assert f"{url} (account m2) does not answer" in line and "siyu mock-platform" in line
-    assert len(result.line("mock-platform")) == 2, "the running platform is still ok"
+    lines = problems(result, "mock-platform")
+    [down] = [line for line in lines if "account m2" in line]
+    assert f"{url} (account m2) does not answer" in down and "siyu mock-platform" in down
+    [wrong] = [line for line in lines if "account m3" in line]
+    assert "/x/v1/stats (account m3) answered 404" in wrong
+    assert len(result.line("mock-platform")) == 3, "the running platform is still ok"
