@@ -302,6 +302,18 @@ def test_doctor_reports_a_missing_table_and_column_until_init(healthy: Context, 
     assert siyu("doctor").line("database")[0].startswith("ok ")
 
 
+def test_doctor_says_init_cannot_add_a_missing_not_null_column(
+    healthy: Context, siyu: Siyu
+) -> None:
+    raw = create_engine(get_settings().database_url)
+    with raw.begin() as conn:
+        conn.execute(text("ALTER TABLE contacts DROP COLUMN name"))
+    raw.dispose()
+    [line] = problems(siyu("doctor"), "database")
+    assert "missing columns: contacts.name" in line
+    assert "fix: `siyu init` cannot add NOT NULL columns (contacts.name)" in line
+
+
 def test_doctor_reports_a_mock_account_whose_platform_does_not_answer(
     healthy: Context, siyu: Siyu
 ) -> None:
