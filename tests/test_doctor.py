@@ -327,3 +327,11 @@ def test_doctor_reports_a_mock_account_whose_platform_does_not_answer(
     [wrong] = [line for line in lines if "account m3" in line]
     assert "/x/v1/stats (account m3) answered 404" in wrong
     assert len(result.line("mock-platform")) == 3, "the running platform is still ok"
+
+
+def test_doctor_before_init_creates_no_database(home: Path, siyu: Siyu) -> None:
+    result = siyu("doctor")
+    [line] = problems(result, "database")
+    assert "no database file" in line and "fix: run `siyu init`" in line
+    assert problems(result, "workers")
+    assert not (home / "siyu.db").exists()

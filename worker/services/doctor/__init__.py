@@ -35,7 +35,10 @@ def diagnose(settings: Settings) -> Report:
         if client is None:
             message = "no worker is running (no Redis)"
             findings.append(Finding("workers", False, message, "start one with `siyu worker`"))
-        elif engine is not None:
+        elif engine is None:
+            message = "cannot tell: worker heartbeats carry the database's installation id"
+            findings.append(Finding("workers", False, message, "fix the database first"))
+        else:
             findings.append(check_workers(Context(settings, engine, client)))
         policies = check_policies(settings.rate_limits_dir, findings)
         findings += check_templates(settings.templates_dir)
