@@ -65,9 +65,13 @@ def preview(name: str, limit: int = typer.Option(5, "--limit", min=1, max=1000))
 def start(name: str) -> None:
     """Start now, or at the campaign's --start time."""
     from worker.runtime import get_context
+    from worker.services.doctor import worker_warning
 
-    run = lifecycle.start_campaign(get_context(), name)
+    ctx = get_context()
+    run = lifecycle.start_campaign(ctx, name)
     console.print(f"campaign {name} is {run.status}")
+    if warning := worker_warning(ctx.settings, ctx.engine):
+        typer.echo(f"warning: {warning}", err=True)
 
 
 @app.command("pause")
@@ -99,11 +103,17 @@ def status(
     watch: bool = typer.Option(False, "--watch", help="Live progress bars per account."),
 ) -> None:
     """Counts per state and per account, and the ETA."""
+    from worker.services.doctor import worker_warning
+
     eng = engine()
+    doc = campaign_status(eng, name)
+    if doc["status"] in ("scheduled", "running") and (
+        warning := worker_warning(get_settings(), eng)
+    ):
+        typer.echo(f"warning: {warning}", err=True)
     if watch:
         watch_status(lambda: campaign_status(eng, name))
         return
-    doc = campaign_status(eng, name)
     if as_json:
         emit_json(doc)
         return

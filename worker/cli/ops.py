@@ -1,4 +1,4 @@
-"""Operational commands: init, worker, demo."""
+"""Operational commands: init, doctor, worker, demo."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from worker.cli.common import console
 
 def register(app: typer.Typer) -> None:
     app.command("init")(init)
+    app.command("doctor")(doctor)
     app.command("worker")(worker)
     app.command("demo")(demo)
 
@@ -24,6 +25,24 @@ def init() -> None:
     console.print(f"schema ready in {describe(eng)}")
 
 
+def doctor(
+    as_json: bool = typer.Option(False, "--json", help="The checks as one JSON document."),
+) -> None:
+    """What is wrong with this installation, and how to fix it; changes nothing."""
+    from worker.cli.common import emit_json
+    from worker.config import get_settings
+    from worker.services.doctor import diagnose
+
+    report = diagnose(get_settings())
+    if as_json:
+        emit_json(report.as_dict())
+    else:
+        for finding in report.findings:
+            typer.echo(finding.line())
+    if not report.ok:
+        raise typer.Exit(1)
+
+
 def worker(
     concurrency: int = typer.Option(
         8, "--concurrency", "-c", min=1, max=256, help="Lanes this process runs at once (threads)."
@@ -31,10 +50,11 @@ def worker(
     loglevel: str = typer.Option("WARNING", "--loglevel", "-l"),
 ) -> None:
     """Run a Celery worker: account lanes, materialisation and the periodic tick."""
-    from celery.signals import worker_shutting_down
+    from celery.signals import worker_ready, worker_shutting_down
 
     from worker.campaigns.tick import Ticker
     from worker.config import get_settings
+    from worker.dispatch.heartbeat import Heartbeat
     from worker.dispatch.keys import keys
     from worker.limiter import load_policies
     from worker.runtime import SHUTDOWN, get_context
@@ -53,6 +73,10 @@ def worker(
     worker_shutting_down.connect(lambda **_: SHUTDOWN.set(), weak=False)
     ticker = Ticker(ctx)
     ticker.start()
+    # Visible to `live_workers` once Celery consumes (a SIGTERM before that kills the
+    # process outright: its heartbeat would linger until the TTL).
+    heartbeat = Heartbeat(ctx, concurrency=concurrency)
+    worker_ready.connect(lambda **_: heartbeat.start(), weak=False)
     try:
         celery_app.worker_main(
             [
@@ -73,6 +97,7 @@ def worker(
             ]
         )
     finally:
+        heartbeat.stop()
         ticker.stop()
 
 

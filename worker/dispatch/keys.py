@@ -45,6 +45,15 @@ class Keys:
     def materialise_queued(self, run_id: int) -> str:
         return f"{self.prefix}:materialise-queued:{run_id}"
 
+    def worker(self, worker_id: str) -> str:
+        """One `siyu worker` process's heartbeat: expires unless the process refreshes it."""
+        return f"{self.prefix}:worker:{worker_id}"
+
+    @property
+    def workers(self) -> str:
+        """The ids of workers that have sent a heartbeat (some may have expired since)."""
+        return f"{self.prefix}:workers"
+
     @property
     def tick(self) -> str:
         return f"{self.prefix}:tick"
