@@ -6,12 +6,12 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from worker.cli import app, main
+from tests.support.cli import Outcome, one_error_line, run_siyu
+from worker.cli import app
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -146,30 +146,11 @@ def test_an_unreachable_database_is_one_clear_line(home: Path) -> None:
 # Usage errors, in-process through the console-script entry point: no database is touched.
 
 
-@dataclass(frozen=True)
-class Outcome:
-    code: int
-    stdout: str
-    stderr: str
-
-
 def siyu(capsys: pytest.CaptureFixture[str], *args: str) -> Outcome:
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as exited:
-        main(list(args))
-    out = capsys.readouterr()
-    code = exited.value.code
-    return Outcome(code if isinstance(code, int) else 1, out.out, out.err)
+    return run_siyu(capsys, *args)
 
 
-def one_usage_line(outcome: Outcome) -> str:
-    """The refusal contract for a usage error: exit 2, one `error:` line, no traceback."""
-    assert "Traceback" not in outcome.stdout + outcome.stderr, outcome
-    assert outcome.code == 2, outcome
-    assert outcome.stdout == ""
-    lines = outcome.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), outcome.stderr
-    return lines[0]
+one_usage_line = one_error_line  # a usage error honours the same refusal contract
 
 
 @pytest.mark.parametrize(

@@ -8,42 +8,29 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select, update
 
+from tests.support.cli import Outcome, Siyu, siyu_on
 from tests.support.fakes import ScriptedChannel, register_fakes
 from tests.support.world import add_accounts, add_campaign, add_contacts, make_context, start
 from worker.campaigns.materialise import materialise
 from worker.channels.base import OutboundMessage, SendResult
 from worker.channels.errors import RecipientUnreachable
 from worker.channels.memory import HUB
-from worker.cli import main
 from worker.cli.common import console
-from worker.config import get_settings
 from worker.dispatch.lane import run_lane
 from worker.runtime import Context
 from worker.store import tables
-from worker.store.db import reset_engines
 from worker.store.models import Suppression
 
 CT, D = tables.contacts.c, tables.deliveries.c
 HEADER = ["external_id", "name", "account", "state", "reason", "last_error", "attempts", "sent_at"]
 TRICKY_NAME = '王五, "Jr."\n第二行'  # a comma, quotes and a line break in one cell
-
-
-@dataclass(frozen=True)
-class Outcome:
-    code: int
-    stdout: str
-    stderr: str
-
-
-Siyu = Callable[..., Outcome]
 
 
 @pytest.fixture
@@ -59,20 +46,8 @@ def siyu(
     ctx: Context, db_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> Iterator[Siyu]:
     """`siyu(*args)` runs the console script in-process against the test database."""
-    monkeypatch.setenv("SIYU_DATABASE_URL", db_url)
-    get_settings.cache_clear()
-    reset_engines()
-
-    def run(*args: str) -> Outcome:
-        capsys.readouterr()
-        with pytest.raises(SystemExit) as exited:
-            main(list(args))
-        out = capsys.readouterr()
-        return Outcome(int(exited.value.code or 0), out.out, out.err)
-
-    yield run
-    reset_engines()
-    get_settings.cache_clear()
+    with siyu_on(db_url, monkeypatch, capsys) as run:
+        yield run
 
 
 def drain(ctx: Context, account_ids: list[int], rounds: int = 50) -> None:

@@ -7,7 +7,7 @@ directly in the database; the commands under test run in-process as an operator 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -15,15 +15,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 
+from tests.support.cli import Outcome, Siyu, one_error_line, siyu_on
 from tests.support.world import add_accounts, add_campaign, add_contacts, make_context, start
 from worker.campaigns import manage
 from worker.campaigns.lifecycle import cancel_campaign
 from worker.campaigns.materialise import materialise
-from worker.cli import main
-from worker.config import get_settings
 from worker.runtime import Context
 from worker.store import tables
-from worker.store.db import reset_engines
 
 C, CA, R, D = (
     tables.campaigns.c,
@@ -35,16 +33,9 @@ START, END = "2030-03-01T09:00:00+08:00", "2030-03-01T18:00:00+08:00"
 
 
 @dataclass(frozen=True)
-class Outcome:
-    code: int
-    stdout: str
-    stderr: str
-
-
-@dataclass(frozen=True)
 class World:
     ctx: Context
-    run: Callable[..., Outcome]
+    run: Siyu
 
     def __call__(self, *args: str) -> Outcome:
         return self.run(*args)
@@ -56,12 +47,7 @@ class World:
 
     def refused(self, *args: str) -> str:
         """The refusal contract: exit 2, nothing on stdout, one `error:` line."""
-        outcome = self.run(*args)
-        assert outcome.code == 2, outcome
-        assert outcome.stdout == ""
-        lines = outcome.stderr.splitlines()
-        assert len(lines) == 1 and lines[0].startswith("error: "), outcome.stderr
-        return lines[0]
+        return one_error_line(self.run(*args))
 
     def show(self, name: str) -> dict:  # type: ignore[type-arg]
         return json.loads(self.ok("campaigns", "show", name, "--json").stdout)  # type: ignore[no-any-return]
@@ -78,23 +64,11 @@ def siyu(
     """Accounts a1..a3 (memory), contacts u000001..u000005, templates invite and short."""
     ctx = make_context(db_url, redis_url, tmp_path)
     (tmp_path / "templates" / "short.j2").write_text("{{ contact.name }}: {{ course_name }}")
-    monkeypatch.setenv("SIYU_DATABASE_URL", db_url)
     monkeypatch.setenv("SIYU_TEMPLATES_DIR", str(tmp_path / "templates"))
-    get_settings.cache_clear()
-    reset_engines()
-    add_accounts(ctx.engine, ["a1", "a2", "a3"])
-    add_contacts(ctx.engine, 5)
-
-    def run(*args: str) -> Outcome:
-        capsys.readouterr()
-        with pytest.raises(SystemExit) as exited:
-            main(list(args))
-        out = capsys.readouterr()
-        return Outcome(int(exited.value.code or 0), out.out, out.err)
-
-    yield World(ctx, run)
-    reset_engines()
-    get_settings.cache_clear()
+    with siyu_on(db_url, monkeypatch, capsys) as run:
+        add_accounts(ctx.engine, ["a1", "a2", "a3"])
+        add_contacts(ctx.engine, 5)
+        yield World(ctx, run)
     ctx.engine.dispose()
 
 

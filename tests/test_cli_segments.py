@@ -8,22 +8,19 @@ the wrong type, is one `error:` line naming the column and the closest known fie
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, event, update
 from sqlmodel import Session
 
+from tests.support.cli import Siyu, one_error_line, siyu_on
 from tests.support.world import VARS, add_accounts, add_campaign, make_context
 from worker.campaigns.lifecycle import CampaignSpec, create_campaign
-from worker.cli import main
-from worker.config import get_settings
 from worker.runtime import Context
 from worker.services.segments import check_where
 from worker.store import tables
-from worker.store.db import reset_engines
 from worker.store.models import Contact
 
 PEOPLE = [
@@ -35,50 +32,18 @@ PEOPLE = [
 ]
 
 
-@dataclass(frozen=True)
-class Outcome:
-    code: int
-    stdout: str
-    stderr: str
-
-
-Siyu = Callable[..., Outcome]
-
-
 @pytest.fixture
 def siyu(
     db_url: str, engine: Engine, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> Iterator[Siyu]:
     """`siyu(*args)` runs the console script in-process against the test database (PEOPLE)."""
-    monkeypatch.setenv("SIYU_DATABASE_URL", db_url)
-    get_settings.cache_clear()
-    reset_engines()
-    with Session(engine) as session:
-        for external_id, tags, attrs in PEOPLE:
-            session.add(Contact(channel="memory", external_id=external_id, tags=tags, attrs=attrs))
-        session.commit()
-
-    def run(*args: str) -> Outcome:
-        capsys.readouterr()
-        with pytest.raises(SystemExit) as exited:
-            main(list(args))
-        out = capsys.readouterr()
-        return Outcome(int(exited.value.code or 0), out.out, out.err)
-
-    yield run
-    reset_engines()
-    get_settings.cache_clear()
-
-
-def one_error_line(outcome: Outcome) -> str:
-    """The refusal contract: exit 2, nothing on stdout, one `error:` line, no traceback."""
-    assert outcome.code == 2, outcome
-    assert outcome.stdout == ""
-    assert "Traceback" not in outcome.stderr
-    lines = outcome.stderr.splitlines()
-    assert len(lines) == 1, outcome.stderr
-    assert lines[0].startswith("error: ")
-    return lines[0]
+    with siyu_on(db_url, monkeypatch, capsys) as run:
+        with Session(engine) as session:
+            for external_id, tags, attrs in PEOPLE:
+                contact = Contact(channel="memory", external_id=external_id, tags=tags, attrs=attrs)
+                session.add(contact)
+            session.commit()
+        yield run
 
 
 def segments(siyu: Siyu) -> list[dict[str, object]]:

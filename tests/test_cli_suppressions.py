@@ -7,33 +7,20 @@ the test reads it back through its own `engine`.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, select
 
+from tests.support.cli import Siyu, one_error_line, siyu_on
 from tests.support.world import add_accounts, add_campaign, add_contacts, make_context, start
 from worker.campaigns.materialise import materialise
 from worker.channels.registry import known_channels
-from worker.cli import main
-from worker.config import get_settings
 from worker.store import tables
-from worker.store.db import reset_engines
 
 CT, S, D = tables.contacts.c, tables.suppressions.c, tables.deliveries.c
-
-
-@dataclass(frozen=True)
-class Outcome:
-    code: int
-    stdout: str
-    stderr: str
-
-
-Siyu = Callable[..., Outcome]
 
 
 @pytest.fixture
@@ -44,22 +31,10 @@ def siyu(
 
     Contacts u000001..u000005 on `memory`, u000001 and u000002 also on `mock`.
     """
-    monkeypatch.setenv("SIYU_DATABASE_URL", db_url)
-    get_settings.cache_clear()
-    reset_engines()
-    add_contacts(engine, 5, channel="memory")
-    add_contacts(engine, 2, channel="mock")
-
-    def run(*args: str) -> Outcome:
-        capsys.readouterr()
-        with pytest.raises(SystemExit) as exited:
-            main(list(args))
-        out = capsys.readouterr()
-        return Outcome(int(exited.value.code or 0), out.out, out.err)
-
-    yield run
-    reset_engines()
-    get_settings.cache_clear()
+    with siyu_on(db_url, monkeypatch, capsys) as run:
+        add_contacts(engine, 5, channel="memory")
+        add_contacts(engine, 2, channel="mock")
+        yield run
 
 
 def suppressed(engine: Engine) -> dict[tuple[str, str], str]:
@@ -74,15 +49,6 @@ def suppressed(engine: Engine) -> dict[tuple[str, str], str]:
 def created_at(engine: Engine) -> dict[int, datetime]:
     with engine.connect() as conn:
         return {r[0]: r[1] for r in conn.execute(select(S.contact_id, S.created_at))}
-
-
-def one_error_line(outcome: Outcome) -> str:
-    """The refusal contract: exit 2, nothing on stdout, one `error:` line, no traceback."""
-    assert outcome.code == 2, outcome
-    assert outcome.stdout == ""
-    lines = outcome.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), outcome.stderr
-    return lines[0]
 
 
 def write(path: Path, text: str, *, bom: bool = False) -> Path:

@@ -9,17 +9,16 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
 
+from tests.support.cli import Outcome, Siyu, run_siyu
 from tests.support.cluster import Workers, wait_for
 from tests.support.mockplatform import free_port, running_mock_platform
 from tests.support.world import add_accounts, add_campaign, add_contacts, make_context
-from worker.cli import main
 from worker.config import get_settings
 from worker.dispatch.heartbeat import Heartbeat, live_workers
 from worker.dispatch.keys import keys
@@ -30,18 +29,9 @@ WARNING = "warning: no worker is running: start one with `siyu worker`"
 GOOD_POLICY = "[account]\nper_minute = 20\nmin_gap_s = 1.0\nmax_gap_s = 2.0\n"
 
 
-@dataclass(frozen=True)
-class Outcome:
-    code: int
-    stdout: str
-    stderr: str
-
-    def line(self, check: str) -> list[str]:
-        """The output lines of one check (`ok       redis  ...`)."""
-        return [ln for ln in self.stdout.splitlines() if ln.split()[1:2] == [check]]
-
-
-Siyu = Callable[..., Outcome]
+def lines_of(outcome: Outcome, check: str) -> list[str]:
+    """The output lines of one check (`ok       redis  ...`)."""
+    return [ln for ln in outcome.stdout.splitlines() if ln.split()[1:2] == [check]]
 
 
 @pytest.fixture
@@ -78,14 +68,7 @@ def _forget_process_state() -> None:
 def siyu(home: Path, capsys: pytest.CaptureFixture[str]) -> Siyu:
     """`siyu(*args)` runs the console script in-process; its exit code, stdout and stderr."""
 
-    def run(*args: str) -> Outcome:
-        capsys.readouterr()
-        with pytest.raises(SystemExit) as exited:
-            main(list(args))
-        out = capsys.readouterr()
-        return Outcome(int(exited.value.code or 0), out.out, out.err)
-
-    return run
+    return lambda *args: run_siyu(capsys, *args)
 
 
 @pytest.fixture
@@ -219,9 +202,9 @@ def test_doctor_finds_a_fresh_installation_with_a_worker_healthy(
     assert result.code == 0, result
     checks = ["database", "redis", "workers", "policies", "templates", "accounts", "mock-platform"]
     for check in checks:
-        [line] = result.line(check)
+        [line] = lines_of(result, check)
         assert line.startswith("ok "), line
-    assert "default, mock" in result.line("policies")[0]
+    assert "default, mock" in lines_of(result, "policies")[0]
     report = siyu("doctor", "--json")
     document = json.loads(report.stdout)
     assert report.code == 0 and document["ok"] is True
@@ -231,7 +214,7 @@ def test_doctor_finds_a_fresh_installation_with_a_worker_healthy(
 def problems(result: Outcome, check: str) -> list[str]:
     """The check's problem lines (at least one, each with its fix); a non-zero exit."""
     assert result.code != 0, result
-    lines = [line for line in result.line(check) if line.startswith("PROBLEM ")]
+    lines = [line for line in lines_of(result, check) if line.startswith("PROBLEM ")]
     assert lines and all("; fix: " in line for line in lines), result.stdout
     return lines
 
@@ -299,7 +282,7 @@ def test_doctor_reports_a_missing_table_and_column_until_init(healthy: Context, 
     assert "missing tables: suppressions" in line
     assert "missing columns: accounts.state_reason" in line and "run `siyu init`" in line
     assert siyu("init").code == 0
-    assert siyu("doctor").line("database")[0].startswith("ok ")
+    assert lines_of(siyu("doctor"), "database")[0].startswith("ok ")
 
 
 def test_doctor_says_init_cannot_add_a_missing_not_null_column(
@@ -326,7 +309,7 @@ def test_doctor_reports_a_mock_account_whose_platform_does_not_answer(
     assert f"{url} (account m2) does not answer" in down and "siyu mock-platform" in down
     [wrong] = [line for line in lines if "account m3" in line]
     assert "/x/v1/stats (account m3) answered 404" in wrong
-    assert len(result.line("mock-platform")) == 3, "the running platform is still ok"
+    assert len(lines_of(result, "mock-platform")) == 3, "the running platform is still ok"
 
 
 def test_doctor_before_init_creates_no_database(home: Path, siyu: Siyu) -> None:

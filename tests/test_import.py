@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
+from tests.support.cli import Siyu, one_error_line, siyu_on
 from worker.audience import csvfile
 from worker.audience.csvfile import Record, read_records
 from worker.audience.importer import ImportReport, InvalidRows, RowError, import_contacts
 from worker.audience.rows import ContactRow, Owners, read_contacts, split_tags
-from worker.cli import main
-from worker.config import get_settings
 from worker.errors import UserError
-from worker.store.db import reset_engines
 from worker.store.models import Account, Contact
 
 DATA = Path(__file__).parent / "data"
@@ -259,44 +256,13 @@ GBK_ROWS = 'external_id,name,tags,city\nu1,张三,python;学员,上海\nu2,"李�
 EXCEL_ADVICE = 'save it from Excel as "CSV UTF-8 (Comma delimited)"'
 
 
-@dataclass(frozen=True)
-class Outcome:
-    code: int
-    stdout: str
-    stderr: str
-
-
-Siyu = Callable[..., Outcome]
-
-
 @pytest.fixture
 def siyu(
     db_url: str, engine: Engine, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> Iterator[Siyu]:
     """`siyu(*args)` runs the console script in-process against the test database."""
-    monkeypatch.setenv("SIYU_DATABASE_URL", db_url)
-    get_settings.cache_clear()
-    reset_engines()
-
-    def run(*args: str) -> Outcome:
-        capsys.readouterr()
-        with pytest.raises(SystemExit) as exited:
-            main(list(args))
-        out = capsys.readouterr()
-        return Outcome(int(exited.value.code or 0), out.out, out.err)
-
-    yield run
-    reset_engines()
-    get_settings.cache_clear()
-
-
-def one_error_line(outcome: Outcome) -> str:
-    """A refusal: exit 2, nothing on stdout, one `error:` line, no traceback."""
-    assert outcome.code == 2, outcome
-    assert outcome.stdout == ""
-    lines = outcome.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), outcome.stderr
-    return lines[0]
+    with siyu_on(db_url, monkeypatch, capsys) as run:
+        yield run
 
 
 def encoded(tmp_path: Path, text: str, codec: str, name: str = "excel.csv") -> Path:
