@@ -461,7 +461,7 @@ def run_siyu(opts: Options, contacts: int, deadline: Deadline, tmp: Path) -> Pha
             pool.meter.start_window()
             started = time.monotonic()
             if rid is None:
-                rid = run_id(start_campaign(ctx, CAMPAIGN))
+                rid = run_id(start_campaign(ctx, CAMPAIGN).run)
             else:
                 tick(ctx, force=True)  # wakes the lanes of the materialised run
             status = select(R.status, R.materialised).where(R.id == rid)
@@ -483,7 +483,7 @@ def run_siyu(opts: Options, contacts: int, deadline: Deadline, tmp: Path) -> Pha
 
 def premade_run(ctx: Context) -> int:
     """Start the campaign and materialise it here, before any worker runs (not timed)."""
-    rid = run_id(start_campaign(ctx, CAMPAIGN))
+    rid = run_id(start_campaign(ctx, CAMPAIGN).run)
     materialise(ctx, rid)
     ctx.redis.flushdb()  # the materialise trigger start_campaign sent
     return rid

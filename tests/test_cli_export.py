@@ -17,13 +17,13 @@ from sqlalchemy import select, update
 
 from tests.support.cli import Outcome, Siyu, siyu_on
 from tests.support.fakes import ScriptedChannel, register_fakes
+from tests.support.rows import drain
 from tests.support.world import add_accounts, add_campaign, add_contacts, make_context, start
 from worker.campaigns.materialise import materialise
 from worker.channels.base import OutboundMessage, SendResult
 from worker.channels.errors import RecipientUnreachable
 from worker.channels.memory import HUB
 from worker.cli.common import console
-from worker.dispatch.lane import run_lane
 from worker.runtime import Context
 from worker.store import tables
 from worker.store.models import Suppression
@@ -48,13 +48,6 @@ def siyu(
     """`siyu(*args)` runs the console script in-process against the test database."""
     with siyu_on(db_url, monkeypatch, capsys) as run:
         yield run
-
-
-def drain(ctx: Context, account_ids: list[int], rounds: int = 50) -> None:
-    for _ in range(rounds):
-        if not any([run_lane(ctx, a, slice_s=5).more for a in account_ids]):
-            return
-    raise AssertionError("lanes did not drain")
 
 
 def sent_campaign(ctx: Context) -> None:

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select, update
 
 from tests.support.fakes import ScriptedChannel, ScriptedLookupChannel, register_fakes
-from tests.support.rows import make_due, states
+from tests.support.rows import drain, make_due, states
 from tests.support.world import add_accounts, add_campaign, add_contacts, make_context, start
 from worker.campaigns.assignment import HASH_MULTIPLIER, Sender, normalised
 from worker.campaigns.lifecycle import cancel_campaign, pause_campaign, resume_campaign
@@ -52,14 +52,6 @@ def key_of(ctx: Context, run_id: int, contact_id: int) -> str:
 def run_id_of(ctx: Context) -> int:
     with ctx.engine.connect() as conn:
         return int(conn.execute(select(func.max(D.run_id))).scalar_one())
-
-
-def drain(ctx: Context, account_ids: list[int], rounds: int = 50) -> None:
-    for _ in range(rounds):
-        results = [run_lane(ctx, a, slice_s=5) for a in account_ids]
-        if not any(r.more for r in results):
-            return
-    raise AssertionError("lanes did not drain")
 
 
 def started(

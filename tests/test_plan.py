@@ -125,8 +125,9 @@ def test_plan_says_how_many_would_not_fit(ctx: Context) -> None:
     doc = plan_campaign(ctx.engine, ctx.settings.rate_limits_dir, "c1")
     assert doc["members"] == 50
     assert [a["capacity"] for a in doc["accounts"]] == [10, 10]
-    assert [a["assigned"] for a in doc["accounts"]] == [25, 25]
+    assert sum(a["assigned"] for a in doc["accounts"]) == 50
     assert doc["fits"] is False and doc["would_not_fit"] == 30
+    assert doc["will_send"] == 20 and doc["not_sent"] == {"no_capacity": 30}
     assert doc["eta"] is None
 
 
@@ -156,8 +157,7 @@ def test_free_contacts_are_spread_by_capacity_so_a_slow_account_gets_less(ctx: C
     add_campaign(ctx, "c1", ["slow", "fast"], **window(10, delay_s=2))
     doc = plan_campaign(ctx.engine, ctx.settings.rate_limits_dir, "c1")
     slow, fast = doc["accounts"]
-    assert doc["fits"] is True
-    assert slow["capacity"] in (9, 10) and slow["assigned"] == slow["capacity"]
+    assert slow["capacity"] in (9, 10) and slow["assigned"] <= 15
     assert fast["assigned"] == 110 - slow["assigned"]
     time.sleep(2)
     materialise(ctx, start(ctx, "c1").id)  # type: ignore[arg-type]

@@ -6,6 +6,7 @@ from collections import Counter
 
 from sqlalchemy import func, select, update
 
+from worker.dispatch.lane import run_lane
 from worker.runtime import Context
 from worker.store import tables
 
@@ -23,3 +24,11 @@ def make_due(ctx: Context) -> None:
     """Let every backoff pass."""
     with ctx.engine.begin() as conn:
         conn.execute(update(tables.deliveries).values(not_before=None))
+
+
+def drain(ctx: Context, account_ids: list[int], rounds: int = 50) -> None:
+    """Run the accounts' lanes in-process, as workers would, until none has more to do."""
+    for _ in range(rounds):
+        if not any([run_lane(ctx, a, slice_s=5).more for a in account_ids]):
+            return
+    raise AssertionError("lanes did not drain")

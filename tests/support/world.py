@@ -113,4 +113,4 @@ def add_campaign(
 
 
 def start(ctx: Context, name: str) -> CampaignRun:
-    return start_campaign(ctx, name)
+    return start_campaign(ctx, name).run

@@ -10,10 +10,10 @@ from sqlalchemy import Engine, select
 from sqlmodel import Session
 
 from worker.campaigns import lookup, transitions
+from worker.campaigns.outlook import Outlook
 from worker.campaigns.tick import tick
 from worker.campaigns.timeparse import parse_when, zone
-from worker.campaigns.validate import render_samples
-from worker.channels.registry import build_channel
+from worker.campaigns.validate import RenderReport, check_sends
 from worker.dispatch.keys import keys
 from worker.errors import UserError
 from worker.runtime import Context, enqueue
@@ -25,6 +25,7 @@ from worker.store.models import (
     CampaignAccount,
     CampaignRun,
     CampaignStatus,
+    Segment,
     utcnow,
 )
 
@@ -45,6 +46,7 @@ class CampaignSpec:
     cron: str | None = None
     tz: str = "Asia/Shanghai"
     kind: str = "marketing"
+    skip_unrenderable: bool = False
 
 
 def check_spec(spec: CampaignSpec) -> tuple[datetime | None, datetime | None]:
@@ -75,32 +77,64 @@ def check_spec(spec: CampaignSpec) -> tuple[datetime | None, datetime | None]:
     return start, end
 
 
-def check_senders(accounts: list[Account]) -> None:
-    """Each sender's channel configuration is valid (built now, never at the first send)."""
-    for account in accounts:
-        build_channel(account.channel, account.name, account.config)
+def remedy(how: str) -> str:
+    """The end of an `Unrenderable` error: `how` says how to set --skip-unrenderable."""
+    return (
+        f"fix those contacts (siyu contacts import) or the template, or {how} to send to the "
+        "others and record these as skipped (render_error)"
+    )
+
+
+def validate_sends(
+    engine: Engine,
+    templates_dir: object,
+    spec: CampaignSpec,
+    expression: str,
+    accounts: list[Account],
+    *,
+    remedy: str,
+) -> RenderReport:
+    """What `create` and `edit` check in the database: senders, and every member rendered."""
+    return check_sends(
+        engine,
+        templates_dir,
+        spec.template,
+        spec.variables,
+        campaign=spec.name,
+        expression=expression,
+        accounts=accounts,
+        skip_unrenderable=spec.skip_unrenderable,
+        remedy=remedy,
+    )
 
 
 def create_campaign(engine: Engine, templates_dir: object, spec: CampaignSpec) -> Campaign:
-    """Validate everything a send will need (template for sample members too), then store."""
+    """Validate everything a send will need (every member rendered), then store a draft.
+
+    The check runs before the write transaction (rendering 100k members takes a second or
+    two, too long to hold SQLite's write lock); the write re-reads the segment and locks the
+    sender rows, so an account removed meanwhile is reported, never a foreign-key error.
+    """
     start, end = check_spec(spec)
-    with Session(for_writing(engine), expire_on_commit=False) as session:
-        if session.exec(
-            select(Campaign.id).where(Campaign.name == spec.name)  # type: ignore[call-overload]
-        ).first():
-            raise UserError(f"a campaign named {spec.name!r} already exists")
+    with Session(engine, expire_on_commit=False) as session:
+        _refuse_taken(session, spec.name)
         segment = lookup.segment_by_name(session, spec.segment)
         accounts = [lookup.account_by_name(session, name) for name in spec.accounts]
-        check_senders(accounts)
-        render_samples(  # raises TemplateError (file, line) before anything is stored
-            engine,
-            templates_dir,
-            spec.template,
-            spec.variables,
-            campaign=spec.name,
-            expression=segment.expression,
-            accounts=accounts,
-        )
+    validate_sends(
+        engine,
+        templates_dir,
+        spec,
+        segment.expression,
+        accounts,
+        remedy=remedy("create it with --skip-unrenderable"),
+    )
+    with Session(for_writing(engine), expire_on_commit=False) as session:
+        _refuse_taken(session, spec.name)
+        lookup.hold(session, segment)
+        for account in accounts:
+            lookup.hold(session, account)
+        if lookup.segment_by_name(session, spec.segment).expression != segment.expression:
+            raise UserError(f"segment {spec.segment!r} changed meanwhile; run the command again")
         assert segment.id is not None
         campaign = Campaign(
             name=spec.name,
@@ -113,6 +147,7 @@ def create_campaign(engine: Engine, templates_dir: object, spec: CampaignSpec) -
             cron=spec.cron,
             tz=spec.tz,
             status=CampaignStatus.DRAFT,
+            skip_unrenderable=spec.skip_unrenderable,
         )
         session.add(campaign)
         session.flush()
@@ -125,27 +160,62 @@ def create_campaign(engine: Engine, templates_dir: object, spec: CampaignSpec) -
         return campaign
 
 
-def start_campaign(ctx: Context, name: str) -> CampaignRun:
-    """Start now (snapshot + materialise + lanes) or at the campaign's start time.
+def _refuse_taken(session: Session, name: str) -> None:
+    taken = select(Campaign.id).where(Campaign.name == name)  # type: ignore[call-overload]
+    if session.exec(taken).first():
+        raise UserError(f"a campaign named {name!r} already exists")
 
-    The run is opened `scheduled` and begun by a separate compare-and-set, here when it is
-    due, else by the tick: whichever comes first does it once. Returns the run as it is now.
+
+@dataclass(frozen=True)
+class Started:
+    run: CampaignRun
+    outlook: Outlook
+
+
+def start_campaign(ctx: Context, name: str, *, force: bool = False) -> Started:
+    """Check, then start now (snapshot + materialise + lanes) or at the campaign's start time.
+
+    Every member is rendered again (contacts change after `create`), and the plan says how
+    many will really be sent: nothing at all is refused unless `force`. The run is opened
+    `scheduled` and begun by a separate compare-and-set, here when it is due, else by the
+    tick: whichever comes first does it once. Returns the run as it is now.
     """
+    from worker.campaigns.plan import plan_campaign
+
     with Session(ctx.engine, expire_on_commit=False) as session:
         campaign = lookup.campaign_by_name(session, name)
         if campaign.cron:
             raise UserError(
                 "recurring (--cron) campaigns are not implemented yet; create it without --cron"
             )
-        for account in lookup.campaign_accounts(session, campaign.id):  # type: ignore[arg-type]
-            build_channel(account.channel, account.name, account.config)
+        segment = session.get(Segment, campaign.segment_id)
+        accounts = lookup.campaign_accounts(session, campaign.id)  # type: ignore[arg-type]
+    assert segment is not None
+    if campaign.status != CampaignStatus.DRAFT:  # said before the checks; open_run re-checks
+        raise transitions.refuse_start(campaign.name, campaign.status)
+    rendered = check_sends(
+        ctx.engine,
+        ctx.settings.templates_dir,
+        campaign.template,
+        dict(campaign.vars),
+        campaign=name,
+        expression=segment.expression,
+        accounts=accounts,
+        skip_unrenderable=bool(campaign.skip_unrenderable),
+        remedy=remedy(f"run `siyu campaigns edit {name} --skip-unrenderable` and start it again"),
+    )
+    settings = ctx.settings
+    plan = plan_campaign(ctx.engine, settings.rate_limits_dir, name, settings.limit_margin_ms)
+    outlook = Outlook.of(plan, rendered.failed)
+    if not force and (refusal := outlook.refusal(name)):
+        raise UserError(refusal)
     run_id = transitions.open_run(ctx.engine, name, campaign.start_at, campaign.end_at)
     if transitions.begin_run(ctx.engine, run_id):
         enqueue("siyu.materialise", run_id, queue=keys(ctx).queue)
     with Session(ctx.engine) as session:
         run = session.get(CampaignRun, run_id)
         assert run is not None
-        return run
+        return Started(run, outlook)
 
 
 def pause_campaign(engine: Engine, name: str) -> str:

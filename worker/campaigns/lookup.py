@@ -54,3 +54,16 @@ def latest_run(session: Session, campaign_id: int) -> CampaignRun | None:
         .limit(1)
     )
     return session.exec(stmt).first()
+
+
+def hold(session: Session, row: Account | Segment) -> None:
+    """Keep `row` (an account or segment) until the transaction ends: its deletion waits.
+
+    FOR KEY SHARE, so a lane may still update an account's state meanwhile. A row deleted
+    since it was read is reported as gone, never left to fail a foreign key.
+    """
+    model = type(row)
+    stmt = select(model.id).where(model.id == row.id).with_for_update(read=True, key_share=True)
+    if session.exec(stmt).first() is None:
+        kind = "account" if isinstance(row, Account) else "segment"
+        raise NotFound(f"{kind} {row.name!r} was removed meanwhile; run the command again")

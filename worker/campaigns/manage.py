@@ -18,9 +18,8 @@ from sqlalchemy import Connection, Engine, delete, insert, select, update
 from sqlmodel import Session
 
 from worker.campaigns import lookup, transitions
-from worker.campaigns.lifecycle import CampaignSpec, check_senders, check_spec
+from worker.campaigns.lifecycle import CampaignSpec, check_spec, remedy, validate_sends
 from worker.campaigns.timeparse import iso_utc
-from worker.campaigns.validate import render_samples
 from worker.errors import UserError
 from worker.store import tables
 from worker.store.models import CampaignStatus
@@ -45,6 +44,7 @@ class CampaignChanges:
     cron: str | None = None
     tz: str | None = None
     kind: str | None = None
+    skip_unrenderable: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -59,14 +59,23 @@ class _Stored:
     end_at: datetime | None
     cron: str | None
     tz: str
+    skip_unrenderable: bool | None
     account_ids: tuple[int, ...]
 
 
 def _stored(conn: Connection, campaign_id: int) -> _Stored:
     row = conn.execute(
-        select(C.segment_id, C.template, C.vars, C.kind, C.start_at, C.end_at, C.cron, C.tz).where(
-            C.id == campaign_id
-        )
+        select(
+            C.segment_id,
+            C.template,
+            C.vars,
+            C.kind,
+            C.start_at,
+            C.end_at,
+            C.cron,
+            C.tz,
+            C.skip_unrenderable,
+        ).where(C.id == campaign_id)
     ).one()
     ids = conn.execute(
         select(CA.account_id).where(CA.campaign_id == campaign_id).order_by(CA.position)
@@ -94,6 +103,9 @@ def _merge(
         cron=ch.cron or stored.cron,
         tz=ch.tz or stored.tz,
         kind=ch.kind or stored.kind,
+        skip_unrenderable=bool(
+            stored.skip_unrenderable if ch.skip_unrenderable is None else ch.skip_unrenderable
+        ),
     )
 
 
@@ -112,15 +124,13 @@ def _validate(
         check_spec(spec)
         segment = lookup.segment_by_name(session, spec.segment)
         accounts = [lookup.account_by_name(session, n) for n in spec.accounts]
-    check_senders(accounts)
-    render_samples(  # raises TemplateError (file, line) before anything is changed
+    validate_sends(  # every member rendered, before anything is changed
         engine,
         templates_dir,
-        spec.template,
-        spec.variables,
-        campaign=name,
-        expression=segment.expression,
-        accounts=accounts,
+        spec,
+        segment.expression,
+        accounts,
+        remedy=remedy("add --skip-unrenderable to the edit"),
     )
     assert segment.id is not None and all(a.id is not None for a in accounts)
     return spec, stored, [a.id for a in accounts if a.id is not None], segment.id
@@ -177,6 +187,7 @@ def _write(
             start_at=start,
             end_at=end,
             tz=spec.tz,
+            skip_unrenderable=spec.skip_unrenderable,
         )
     )
     conn.execute(delete(tables.campaign_accounts).where(CA.campaign_id == found.campaign_id))

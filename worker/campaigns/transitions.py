@@ -129,11 +129,18 @@ def _refuse(found: Locked, needs: Sequence[str], hint: str = "") -> UserError:
     )
 
 
+def refuse_start(name: str, status: str) -> UserError:
+    """Why a campaign that is not a draft cannot be started."""
+    return UserError(
+        f"campaign {name!r} is {status}; this needs it to be draft (use resume for a paused one)"
+    )
+
+
 def open_run(engine: Engine, name: str, start_at: datetime | None, end_at: datetime | None) -> int:
     """draft -> scheduled, with a new run (not yet begun: no audience snapshot)."""
     with locked(engine, name=name) as found:
         if found.status != CampaignStatus.DRAFT:
-            raise _refuse(found, [CampaignStatus.DRAFT], " (use resume for a paused one)")
+            raise refuse_start(found.name, found.status)
         _set_campaign(
             found.conn, found.campaign_id, [CampaignStatus.DRAFT], CampaignStatus.SCHEDULED
         )

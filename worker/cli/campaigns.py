@@ -33,8 +33,14 @@ def create(
     cron: str | None = typer.Option(None, "--cron", help="Cron expression (recurring)"),
     tz: str = typer.Option("Asia/Shanghai", "--tz"),
     kind: str = typer.Option("marketing", "--kind", help="marketing | service"),
+    skip_unrenderable: bool = typer.Option(
+        False,
+        "--skip-unrenderable",
+        help="Members the template cannot render are recorded as skipped (render_error) "
+        "instead of refusing the campaign.",
+    ),
 ) -> None:
-    """Create a draft campaign; the template is rendered for sample members first."""
+    """Create a draft campaign; the template is rendered for every member first."""
     spec = lifecycle.CampaignSpec(
         name=name,
         segment=segment,
@@ -46,6 +52,7 @@ def create(
         cron=cron,
         tz=tz,
         kind=kind,
+        skip_unrenderable=skip_unrenderable,
     )
     lifecycle.create_campaign(engine(), get_settings().templates_dir, spec)
     console.print(f"created campaign {name} (draft); next: siyu campaigns start {name}")
@@ -62,16 +69,22 @@ def preview(name: str, limit: int = typer.Option(5, "--limit", min=1, max=1000))
 
 
 @app.command("start")
-def start(name: str) -> None:
-    """Start now, or at the campaign's --start time."""
+def start(
+    name: str,
+    force: bool = typer.Option(
+        False, "--force", help="Start even when the plan says nothing can be sent before the end."
+    ),
+) -> None:
+    """Start now, or at the campaign's --start time, after rendering every member again."""
     from worker.runtime import get_context
     from worker.services.doctor import worker_warning
 
     ctx = get_context()
-    run = lifecycle.start_campaign(ctx, name)
-    console.print(f"campaign {name} is {run.status}")
-    if warning := worker_warning(ctx.settings, ctx.engine):
-        typer.echo(f"warning: {warning}", err=True)
+    started = lifecycle.start_campaign(ctx, name, force=force)
+    console.print(Text(f"campaign {name} is {started.run.status}"))
+    for warning in (started.outlook.warning(), worker_warning(ctx.settings, ctx.engine)):
+        if warning:
+            typer.echo(f"warning: {warning}", err=True)
 
 
 @app.command("pause")
@@ -187,6 +200,7 @@ def _stream_json(rows: Iterable[dict[str, Any]]) -> None:
 @app.command("plan")
 def plan(name: str, as_json: bool = typer.Option(False, "--json")) -> None:
     """Capacity per account inside the window, whether it fits, and the ETA."""
+    from worker.campaigns.outlook import Outlook
     from worker.campaigns.plan import plan_campaign
 
     settings = get_settings()
@@ -213,8 +227,16 @@ def plan(name: str, as_json: bool = typer.Option(False, "--json")) -> None:
             a["eta"] or "-",
         )
     console.print(table)
-    verdict = "fits" if doc["fits"] else f"does NOT fit: {doc['would_not_fit']} would not be sent"
-    console.print(f"{verdict}; ETA {doc['eta'] or '-'}")
+    outlook = Outlook.of(doc)
+    if doc["fits"] and not outlook.not_sent:
+        verdict = f"fits: all {doc['members']:,} members can be sent"
+    elif doc["fits"]:
+        verdict = f"fits; not sent: {outlook.reasons()}"
+    else:
+        missing = outlook.members - outlook.will_send
+        verdict = f"does NOT fit: {missing:,} of {outlook.members:,} would not be sent: "
+        verdict += outlook.reasons()
+    console.print(Text(f"{verdict}; ETA {doc['eta'] or '-'}"))
 
 
 def _window_cell(window: dict[str, Any]) -> Text:
@@ -297,6 +319,12 @@ def edit(
         None, "--tz", help="Reads new times without offset; stored times keep their instant"
     ),
     kind: str | None = typer.Option(None, "--kind", help="marketing | service"),
+    skip_unrenderable: bool | None = typer.Option(
+        None,
+        "--skip-unrenderable/--no-skip-unrenderable",
+        help="Record members the template cannot render as skipped (render_error), or refuse.",
+        show_default=False,
+    ),
 ) -> None:
     """Change a draft or scheduled campaign; options not given keep their values."""
     from worker.campaigns.manage import CampaignChanges, edit_campaign
@@ -314,6 +342,7 @@ def edit(
         cron=cron,
         tz=tz,
         kind=kind,
+        skip_unrenderable=skip_unrenderable,
     )
     if changes == CampaignChanges():
         fail("nothing to change; give at least one option (see 'siyu campaigns edit --help')")

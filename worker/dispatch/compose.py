@@ -1,7 +1,8 @@
 """Turn claimed rows into messages: re-check suppression, render, check the length.
 
 One renderer per run is compiled on first use and kept for the lane's slice; a template
-that fails (compile or per recipient) fails only the rows it concerns, with file and line.
+that fails (compile or per recipient) fails only the rows it concerns, with file and line:
+`failed`, or `skipped` when the campaign was created with --skip-unrenderable.
 """
 
 from __future__ import annotations
@@ -82,7 +83,9 @@ class Composer:
                 recipient=view.external_id,
             )
         except TemplateError as exc:
-            return Outcome(claimed.id, DeliveryState.FAILED, reason="render_error", error=str(exc))
+            skip = live[claimed.run_id].skip_unrenderable
+            state = DeliveryState.SKIPPED if skip else DeliveryState.FAILED
+            return Outcome(claimed.id, state, reason="render_error", error=str(exc))
         return text
 
     def _renderer(

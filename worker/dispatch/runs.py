@@ -34,18 +34,32 @@ class RunInfo:
     kind: str
     start_at: datetime
     end_at: datetime | None
+    skip_unrenderable: bool = False
 
 
 def running_runs(engine: Engine) -> dict[int, RunInfo]:
     """Every run currently allowed to send, with what rendering needs."""
     stmt = (
-        select(R.id, C.id, C.name, C.template, C.vars, C.kind, R.start_at, R.end_at)
+        select(
+            R.id,
+            C.id,
+            C.name,
+            C.template,
+            C.vars,
+            C.kind,
+            R.start_at,
+            R.end_at,
+            C.skip_unrenderable,
+        )
         .join(tables.campaigns, C.id == R.campaign_id)
         .where(R.status == CampaignStatus.RUNNING)
     )
     with engine.connect() as conn:
         rows = conn.execute(stmt).all()
-    return {r[0]: RunInfo(r[0], r[1], r[2], r[3], dict(r[4] or {}), r[5], r[6], r[7]) for r in rows}
+    return {
+        r[0]: RunInfo(r[0], r[1], r[2], r[3], dict(r[4] or {}), r[5], r[6], r[7], bool(r[8]))
+        for r in rows
+    }
 
 
 def run_statuses(engine: Engine, run_ids: list[int]) -> dict[int, str]:

@@ -38,14 +38,42 @@ class ContactView:
 
 @dataclass(frozen=True, slots=True)
 class TemplateProblem:
-    """One distinct problem found by a test render, with the first recipient it hit."""
+    """One distinct problem found by a test render, with the first recipients it hit."""
 
     error: TemplateError
     recipient: str | None  # external_id; None when the template does not compile
     count: int  # how many of the checked recipients hit it
+    recipients: tuple[str, ...] = ()  # the first few it hit (external ids), in order
 
     def __str__(self) -> str:
         return str(self.error)
+
+
+class ProblemTally:
+    """Test-render results gathered into distinct problems, each with its first recipients."""
+
+    EXAMPLES = 5
+
+    def __init__(self) -> None:
+        self._first: dict[tuple[object, ...], TemplateError] = {}
+        self._who: dict[tuple[object, ...], list[str]] = {}
+        self._counts: dict[tuple[object, ...], int] = {}
+        self.failed = 0
+
+    def add(self, error: TemplateError, recipient: str) -> None:
+        key = _problem_key(error)
+        self._first.setdefault(key, error)
+        who = self._who.setdefault(key, [])
+        if len(who) < self.EXAMPLES:
+            who.append(recipient)
+        self._counts[key] = self._counts.get(key, 0) + 1
+        self.failed += 1
+
+    def problems(self) -> list[TemplateProblem]:
+        return [
+            TemplateProblem(error, self._who[key][0], self._counts[key], tuple(self._who[key]))
+            for key, error in self._first.items()
+        ]
 
 
 def check_length(
@@ -101,18 +129,15 @@ class MessageRenderer:
         self, recipients: Iterable[RecipientView], *, max_len: int | None = None
     ) -> list[TemplateProblem]:
         """Test-render every recipient; the first error of each distinct problem, with counts."""
-        first: dict[tuple[object, ...], tuple[TemplateError, str]] = {}
-        counts: dict[tuple[object, ...], int] = {}
+        tally = ProblemTally()
         for recipient in recipients:
-            error = self._error_for(recipient, max_len)
-            if error is None:
-                continue
-            key = _problem_key(error)
-            first.setdefault(key, (error, recipient.external_id))
-            counts[key] = counts.get(key, 0) + 1
-        return [TemplateProblem(err, who, counts[key]) for key, (err, who) in first.items()]
+            error = self.error_for(recipient, max_len)
+            if error is not None:
+                tally.add(error, recipient.external_id)
+        return tally.problems()
 
-    def _error_for(self, recipient: RecipientView, max_len: int | None) -> TemplateError | None:
+    def error_for(self, recipient: RecipientView, max_len: int | None) -> TemplateError | None:
+        """What goes wrong rendering for `recipient` (length included), or None."""
         try:
             text = self.render(recipient)
             if max_len is not None:

@@ -114,6 +114,9 @@ class Campaign(SQLModel, table=True):
     tz: str = "Asia/Shanghai"
     status: str = CampaignStatus.DRAFT
     created_at: NaiveDatetime = Field(default_factory=utcnow)
+    # Members the template cannot render are skipped (`render_error`) instead of refusing
+    # create/start. Nullable so `init` can add it to an older database (NULL: refuse).
+    skip_unrenderable: bool | None = None
 
 
 class CampaignAccount(SQLModel, table=True):
