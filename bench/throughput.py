@@ -460,8 +460,9 @@ def run_siyu(opts: Options, contacts: int, deadline: Deadline, tmp: Path) -> Pha
             notes = {"load_1m": os.getloadavg()[0]}
             pool.meter.start_window()
             started = time.monotonic()
-            if rid is None:
+            if rid is None:  # start renders every member and plans: part of the timed work
                 rid = run_id(start_campaign(ctx, CAMPAIGN).run)
+                notes["start_s"] = time.monotonic() - started
             else:
                 tick(ctx, force=True)  # wakes the lanes of the materialised run
             status = select(R.status, R.materialised).where(R.id == rid)

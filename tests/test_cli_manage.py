@@ -229,7 +229,7 @@ def test_an_edit_that_raced_another_change_is_refused_and_writes_nothing(
     siyu: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     add_campaign(siyu.ctx, "c1", ["a1"], start=START, end=END)
-    real = manage.render_samples
+    real = manage.validate_sends
 
     def render_then_someone_else_edits(*args: object, **kwargs: object) -> object:
         rendered = real(*args, **kwargs)  # type: ignore[arg-type]
@@ -237,7 +237,7 @@ def test_an_edit_that_raced_another_change_is_refused_and_writes_nothing(
             conn.execute(update(tables.campaigns).values(template="short"))
         return rendered
 
-    monkeypatch.setattr(manage, "render_samples", render_then_someone_else_edits)
+    monkeypatch.setattr(manage, "validate_sends", render_then_someone_else_edits)
 
     line = siyu.refused("campaigns", "edit", "c1", "--var", "course_name=x")
 

@@ -141,7 +141,8 @@ def test_capped_contacts_are_skipped_with_reason_frequency_cap(
     materialise(ctx, start(ctx, "c1").id)  # type: ignore[arg-type]
     run_lane(ctx, ids["a1"], slice_s=5)
     add_campaign(ctx, "c2", ["a1"])
-    materialise(ctx, start(ctx, "c2").id)  # type: ignore[arg-type]
+    # The plan sees all three at their cap (start would refuse): forced, to test the lane.
+    materialise(ctx, start(ctx, "c2", force=True).id)  # type: ignore[arg-type]
     run_lane(ctx, ids["a1"], slice_s=5)
     with ctx.engine.connect() as conn:
         rows = conn.execute(select(D.run_id, D.state, D.reason).order_by(D.id)).all()

@@ -112,5 +112,5 @@ def add_campaign(
     )
 
 
-def start(ctx: Context, name: str) -> CampaignRun:
-    return start_campaign(ctx, name).run
+def start(ctx: Context, name: str, *, force: bool = False) -> CampaignRun:
+    return start_campaign(ctx, name, force=force).run
