@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
@@ -30,7 +31,7 @@ from worker.mockplatform.behaviour import MockPlatform, SendOutcome, Verdict
 from worker.mockplatform.signing import verify
 from worker.mockplatform.store import PlatformStore
 
-SECRET = "test-webhook-secret"
+SECRET = "whsec_" + base64.b64encode(b"test-webhook-secret-32-bytes-ok!").decode()
 
 
 class Receiver:
@@ -294,11 +295,19 @@ def test_simulated_inbound_reaches_the_webhook_with_a_signature_that_verifies(
     assert payload["message_id"] == answer["message_id"]
     assert {k: payload[k] for k in ("account", "from", "text")} == body
     assert datetime.fromisoformat(payload["sent_at"]).tzinfo == UTC
-    timestamp = headers["X-Siyu-Timestamp"]
-    expected = hmac.new(SECRET.encode(), f"{timestamp}.".encode() + raw, hashlib.sha256)
-    assert headers["X-Siyu-Signature"] == f"sha256={expected.hexdigest()}"
-    assert verify(SECRET, timestamp, raw, headers["X-Siyu-Signature"])
-    assert not verify("wrong-secret", timestamp, raw, headers["X-Siyu-Signature"])
+    # Standard Webhooks, computed here by hand from the spec: HMAC-SHA256 with the base64 key
+    # over "id.timestamp.body", base64, versioned "v1,".
+    assert headers["webhook-id"] == answer["message_id"]
+    timestamp = headers["webhook-timestamp"]
+    assert abs(int(timestamp) - time.time()) < 60
+    key = base64.b64decode(SECRET.removeprefix("whsec_"))
+    signed = f"{answer['message_id']}.{timestamp}.".encode() + raw
+    expected = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+    assert headers["webhook-signature"] == f"v1,{expected}"
+    assert verify(SECRET, raw, headers)
+    other = "whsec_" + base64.b64encode(b"another-secret-of-32-bytes-long!").decode()
+    assert not verify(other, raw, headers)
+    assert not verify(SECRET, raw + b" ", headers), "the body is signed byte for byte"
 
 
 def test_simulated_inbound_reports_a_refusing_webhook(
@@ -408,7 +417,7 @@ def test_the_cli_command_builds_the_config_and_creates_the_db_directory(
 
     calls: list[tuple[MockPlatformConfig, str, int]] = []
     monkeypatch.setattr(worker.mockplatform, "serve", lambda *args: calls.append(args))
-    monkeypatch.setenv("SIYU_WEBHOOK_SECRET", "s3")
+    monkeypatch.setenv("SIYU_WEBHOOK_SECRET", SECRET)
     get_settings.cache_clear()
     db = tmp_path / "state" / "mp.db"
     argv = ["mock-platform", "--db", str(db), "--port", "8901", "--per-minute", "5"]
@@ -419,7 +428,7 @@ def test_the_cli_command_builds_the_config_and_creates_the_db_directory(
         get_settings.cache_clear()
     assert result.exit_code == 0, result.output
     config, host, port = calls[0]
-    assert (host, port, config.per_minute, config.webhook_secret) == ("127.0.0.1", 8901, 5, "s3")
+    assert (host, port, config.per_minute, config.webhook_secret) == ("127.0.0.1", 8901, 5, SECRET)
     assert config.unknown_recipients == {"x", "y"} and db.parent.is_dir()
 
 
@@ -428,3 +437,14 @@ def test_the_cli_command_turns_bad_values_into_a_user_error(tmp_path: Path) -> N
     result = CliRunner().invoke(scratch_cli(), argv)
     assert isinstance(result.exception, UserError)
     assert "fail_rate" in str(result.exception)
+
+
+@pytest.mark.parametrize(
+    "secret",
+    ["s3", "whsec_", "whsec_not base64!", "whsec_" + base64.b64encode(b"short").decode()],
+)
+def test_a_webhook_secret_not_in_the_standard_format_is_refused(
+    tmp_path: Path, secret: str
+) -> None:
+    with pytest.raises(ValueError, match="must be 'whsec_' followed by the base64"):
+        MockPlatformConfig(db_path=tmp_path / "p.db", webhook_secret=secret)

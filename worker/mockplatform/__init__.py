@@ -7,6 +7,6 @@ with `python -m worker.mockplatform` or `siyu mock-platform`; see `app.py` for t
 from worker.mockplatform.app import create_app
 from worker.mockplatform.config import MockPlatformConfig
 from worker.mockplatform.server import READY_PREFIX, serve
-from worker.mockplatform.signing import sign, verify
+from worker.mockplatform.signing import signed_headers, verify
 
-__all__ = ["READY_PREFIX", "MockPlatformConfig", "create_app", "serve", "sign", "verify"]
+__all__ = ["READY_PREFIX", "MockPlatformConfig", "create_app", "serve", "signed_headers", "verify"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +39,23 @@ class MockPlatformConfig:
             parts = urlsplit(self.inbound_url)
             if parts.scheme not in ("http", "https") or not parts.hostname:
                 raise ValueError(f"inbound_url must be an http(s) URL, got {self.inbound_url!r}")
+        if self.webhook_secret is not None:
+            _check_secret(self.webhook_secret)
         object.__setattr__(self, "unknown_recipients", frozenset(self.unknown_recipients))
+
+
+def _check_secret(secret: str) -> None:
+    """A Standard Webhooks secret: `whsec_` and base64 (16 bytes or more)."""
+    body = secret.removeprefix("whsec_")
+    try:
+        key = base64.b64decode(body, validate=True) if body != secret else b""
+    except (binascii.Error, ValueError):
+        key = b""
+    if len(key) < 16:
+        raise ValueError(
+            "the webhook secret (SIYU_WEBHOOK_SECRET) must be 'whsec_' followed by the base64 "
+            "of 16 bytes or more (python -m worker.webhooks prints a new one)"
+        )
 
 
 def _finite(value: object) -> bool:

@@ -6,11 +6,12 @@ import json
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import httpx
 
 from worker.mockplatform.behaviour import iso_utc
-from worker.mockplatform.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+from worker.mockplatform.signing import signed_headers
 
 DELIVERY_TIMEOUT_S = 10.0
 
@@ -43,10 +44,10 @@ def inbound_request(
         "sent_at": iso_utc(now),
     }
     body = json.dumps(payload, ensure_ascii=False).encode()
-    timestamp = str(int(now))
-    headers = {"Content-Type": "application/json", TIMESTAMP_HEADER: timestamp}
+    headers = {"Content-Type": "application/json"}
     if secret:
-        headers[SIGNATURE_HEADER] = sign(secret, timestamp, body)
+        when = datetime.fromtimestamp(now, UTC)
+        headers.update(signed_headers(secret, message_id, when, body))
     return message_id, body, headers
 
 

@@ -1,31 +1,34 @@
-"""How the mock platform signs the inbound webhooks it delivers (and how a receiver checks them).
+"""How the mock platform signs the inbound webhooks it delivers: Standard Webhooks.
 
-The scheme, the same one every siyu inbound webhook is verified with:
+    webhook-id: <message id>
+    webhook-timestamp: <unix seconds>
+    webhook-signature: v1,<base64 HMAC-SHA256(key, f"{id}.{timestamp}." + raw body)>
 
-    X-Siyu-Timestamp: <unix seconds, an integer>
-    X-Siyu-Signature: sha256=<hex of HMAC-SHA256(secret, f"{timestamp}." + raw_body)>
-
-The HMAC covers the exact bytes of the request body, prefixed with the timestamp and a dot, so
-a receiver must verify the raw body before parsing it, and should refuse timestamps far from its
-own clock (replays).
+The secret is `whsec_` + base64 of the key, as `SIYU_WEBHOOK_SECRET` is for siyu. Signing and
+verifying are the `standardwebhooks` library's; the platform imports nothing from siyu.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
+from collections.abc import Mapping
+from datetime import datetime
 
-TIMESTAMP_HEADER = "X-Siyu-Timestamp"
-SIGNATURE_HEADER = "X-Siyu-Signature"
-
-
-def sign(secret: str, timestamp: int | str, body: bytes) -> str:
-    """The `X-Siyu-Signature` header value for `body` sent at `timestamp`."""
-    signed = f"{timestamp}.".encode() + body
-    digest = hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
-    return f"sha256={digest}"
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 
-def verify(secret: str, timestamp: int | str, body: bytes, signature: str) -> bool:
-    """Whether `signature` (a header value) is `sign(secret, timestamp, body)`, in constant time."""
-    return hmac.compare_digest(sign(secret, timestamp, body), signature)
+def signed_headers(secret: str, message_id: str, when: datetime, body: bytes) -> dict[str, str]:
+    """The `webhook-id`, `webhook-timestamp` and `webhook-signature` headers of one delivery."""
+    return {
+        "webhook-id": message_id,
+        "webhook-timestamp": str(int(when.timestamp())),
+        "webhook-signature": Webhook(secret).sign(message_id, when, body),
+    }
+
+
+def verify(secret: str, body: bytes, headers: Mapping[str, str]) -> bool:
+    """Whether `headers` sign `body` with `secret` (and the timestamp is recent)."""
+    try:
+        Webhook(secret).verify(body, dict(headers), json_parse=False)
+    except WebhookVerificationError:
+        return False
+    return True
