@@ -26,8 +26,6 @@ from sqlalchemy import (
     true,
     update,
 )
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
 
 from worker.audience.segments import compile_segment
@@ -38,7 +36,7 @@ from worker.dispatch.keys import keys
 from worker.dispatch.lease import Lease
 from worker.runtime import Context
 from worker.store import tables
-from worker.store.db import for_writing
+from worker.store.db import dialect_insert, for_writing
 from worker.store.models import (
     Account,
     AccountState,
@@ -187,7 +185,7 @@ def _insert(conn: Connection, run_id: int, members: Subquery) -> set[int]:
         now,
         now,
     ).where(true())  # SQLite needs a WHERE before ON CONFLICT in INSERT ... SELECT
-    insert = sqlite_insert if conn.dialect.name == "sqlite" else pg_insert
+    insert = dialect_insert(conn)
     stmt = (
         insert(tables.deliveries)
         .from_select(list(INSERTED), rows)

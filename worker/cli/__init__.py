@@ -36,13 +36,14 @@ app = typer.Typer(
 @functools.cache
 def _register() -> None:
     """Add the sub-apps once per process, however often `main()` runs in it."""
-    from worker.cli import accounts, campaigns, contacts, mockplatform, ops, segments
+    from worker.cli import accounts, api, campaigns, contacts, mockplatform, ops, segments
 
     app.add_typer(contacts.app, name="contacts", help="Import, list and suppress contacts.")
     app.add_typer(accounts.app, name="accounts", help="Sender accounts and their health.")
     app.add_typer(segments.app, name="segments", help="Audience segments.")
     app.add_typer(campaigns.app, name="campaigns", help="Create, run and watch campaigns.")
     mockplatform.register(app)
+    api.register(app)
     ops.register(app)
 
 

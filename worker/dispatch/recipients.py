@@ -5,12 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from sqlalchemy import Engine, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from worker.render import RecipientView
 from worker.store import tables
-from worker.store.db import is_sqlite
+from worker.store.db import dialect_insert
 from worker.store.models import Suppression
 
 CT = tables.contacts.c
@@ -52,7 +50,7 @@ def suppress(engine: Engine, contact_ids: Sequence[int], reason: str) -> None:
     """Record opt-outs (idempotent)."""
     if not contact_ids:
         return
-    insert = sqlite_insert if is_sqlite(engine) else pg_insert
+    insert = dialect_insert(engine)
     stmt = insert(Suppression).on_conflict_do_nothing(index_elements=["contact_id"])
     with engine.begin() as conn:
         conn.execute(stmt, [{"contact_id": cid, "reason": reason} for cid in contact_ids])

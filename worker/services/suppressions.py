@@ -17,15 +17,13 @@ from pathlib import Path
 from typing import TypedDict, TypeVar
 
 from sqlalchemy import Connection, Engine, Table, func, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from worker.audience.suppression_rows import Request, read_requests
 from worker.campaigns.timeparse import iso_utc
 from worker.channels.registry import channel_class
 from worker.errors import UserError
 from worker.store import tables
-from worker.store.db import for_writing, is_sqlite
+from worker.store.db import dialect_insert, for_writing
 from worker.store.models import utcnow
 
 __all__ = [
@@ -254,7 +252,7 @@ def _insert_missing(conn: Connection, wanted: dict[int, str | None]) -> set[int]
     One cached statement run as an executemany: SQLAlchemy batches it into multi-row
     `INSERT ... ON CONFLICT DO NOTHING RETURNING`, which returns only the rows it inserted.
     """
-    insert = sqlite_insert if is_sqlite(conn.engine) else pg_insert
+    insert = dialect_insert(conn)
     stmt = insert(SUPPRESSIONS).on_conflict_do_nothing(index_elements=["contact_id"])
     now = utcnow()
     added: set[int] = set()

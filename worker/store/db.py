@@ -36,6 +36,14 @@ def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
+def dialect_insert(bind: Engine | Connection) -> Any:
+    """The dialect's `insert` (SQLite's or PostgreSQL's), which has `on_conflict_do_nothing`."""
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert if bind.dialect.name == "sqlite" else pg_insert
+
+
 def for_writing(engine: Engine) -> Engine:
     """The same engine whose transactions take SQLite's write lock up front."""
     return engine.execution_options(**{_WRITE_OPTION: True})

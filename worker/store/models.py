@@ -200,3 +200,55 @@ class Installation(SQLModel, table=True):
     id: int = Field(default=1, primary_key=True)
     uid: str
     created_at: NaiveDatetime = Field(default_factory=utcnow)
+
+
+class ConversationStatus(StrEnum):
+    ASSISTANT = "assistant"  # the reply assistant answers
+    HUMAN = "human"  # handed off: waiting in the inbox for a person
+
+
+class Conversation(SQLModel, table=True):
+    """One learner talking with one account: the thread replies go back through."""
+
+    __tablename__ = "conversations"
+    __table_args__ = (
+        UniqueConstraint("contact_id", "account_id", name="uq_conversation_contact_account"),
+        Index("ix_conversation_status", "status", "updated_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    contact_id: int = Field(foreign_key="contacts.id", index=True)
+    account_id: int = Field(foreign_key="accounts.id", index=True)
+    status: str = ConversationStatus.ASSISTANT
+    handoff_reason: str | None = None  # why it waits for a person
+    created_at: NaiveDatetime = Field(default_factory=utcnow)
+    updated_at: NaiveDatetime = Field(default_factory=utcnow)  # the last message's time
+
+
+class Message(SQLModel, table=True):
+    """One message of a conversation, in either direction, with the decision taken on it.
+
+    An inbound message is stored once per provider message id (`dedupe_key`), however often
+    the platform delivers it. Its decision (`action`, `reason`, `sources`, and any answer the
+    guardrails `withheld`) is recorded with it, so every automatic answer can be explained
+    afterwards.
+    """
+
+    __tablename__ = "messages"
+    __table_args__ = (Index("ix_message_conversation", "conversation_id", "id"),)
+
+    id: int | None = Field(default=None, sa_column=Column(BigId, primary_key=True))
+    conversation_id: int = Field(foreign_key="conversations.id")
+    inbound: bool
+    author: str  # learner | assistant | human
+    text: str
+    # Inbound: "<account id>:<provider message id>", unique; outbound: None.
+    dedupe_key: str | None = Field(default=None, unique=True)
+    provider_message_id: str | None = None
+    provider_sent_at: NaiveDatetime | None = None
+    action: str | None = None  # inbound, once decided: reply | handoff | opt_out
+    reason: str | None = None
+    sources: list[str] | None = Field(default=None, sa_column=Column(JSONType, nullable=True))
+    withheld: str | None = None
+    decided_at: NaiveDatetime | None = None
+    created_at: NaiveDatetime = Field(default_factory=utcnow, index=True)

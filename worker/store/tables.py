@@ -13,7 +13,9 @@ from worker.store.models import (
     CampaignAccount,
     CampaignRun,
     Contact,
+    Conversation,
     Delivery,
+    Message,
     Segment,
     Suppression,
 )
@@ -31,3 +33,5 @@ contacts = table_of(Contact)
 deliveries = table_of(Delivery)
 segments = table_of(Segment)
 suppressions = table_of(Suppression)
+conversations = table_of(Conversation)
+messages = table_of(Message)

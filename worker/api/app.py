@@ -1,0 +1,71 @@
+"""The FastAPI application behind `siyu api`.
+
+    POST /v1/inbound/{channel}   a platform delivers what a learner wrote (Standard Webhooks)
+    GET  /healthz                the process answers and its database is reachable
+
+Inbound is verified before anything is parsed: without `SIYU_WEBHOOK_SECRET` it is refused
+(503, nothing stored); a missing, wrong or stale signature is 401 and nothing is stored; a
+payload that can never be stored is 400 with the reason (the platform should not retry it);
+the same provider message twice is stored once and answered 200 both times.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from sqlalchemy import Engine, text
+
+from worker.channels.registry import known_channels
+from worker.config import Settings
+from worker.replies.inbound import InboundRejected, Stored, parse_inbound, record_inbound
+from worker.webhooks import WebhookVerificationError, check_secret
+
+OnStored = Callable[[Stored], None]
+
+
+def create_app(settings: Settings, engine: Engine, on_stored: OnStored | None = None) -> FastAPI:
+    """The app over `engine`; `on_stored` runs for each newly stored inbound message."""
+    app = FastAPI(title="siyu", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.get("/healthz")
+    async def healthz() -> JSONResponse:
+        def ping() -> None:
+            with engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+
+        await run_in_threadpool(ping)
+        return JSONResponse({"ok": True})
+
+    @app.post("/v1/inbound/{channel}")
+    async def inbound(channel: str, request: Request) -> JSONResponse:
+        secret = settings.webhook_secret
+        if not secret:
+            return _error(503, "inbound webhooks are refused: SIYU_WEBHOOK_SECRET is not set")
+        try:
+            verifier = check_secret(secret)
+        except ValueError as exc:
+            return _error(503, str(exc))
+        body = await request.body()
+        try:
+            verifier.verify(body, dict(request.headers), json_parse=False)
+        except WebhookVerificationError as exc:
+            return _error(401, f"webhook signature: {exc}")
+        if channel not in known_channels():
+            return _error(404, f"unknown channel {channel!r}")
+        try:
+            payload = parse_inbound(body)
+            stored = await run_in_threadpool(record_inbound, engine, channel, payload)
+        except InboundRejected as exc:
+            return _error(400, str(exc))
+        if stored.created and on_stored is not None:
+            await run_in_threadpool(on_stored, stored)
+        return JSONResponse({"message_id": stored.message_id, "duplicate": not stored.created})
+
+    return app
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)

@@ -1,0 +1,40 @@
+"""`siyu api`: serve the HTTP API (inbound webhooks now) with uvicorn."""
+
+from __future__ import annotations
+
+import typer
+
+from worker.errors import UserError
+
+
+def api(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
+    port: int = typer.Option(8000, "--port", help="Port to listen on (0: any free port)."),
+) -> None:
+    """Serve the HTTP API: signed inbound webhooks at /v1/inbound/CHANNEL.
+
+    Example: SIYU_WEBHOOK_SECRET=whsec_... siyu api --port 8000
+    """
+    import uvicorn
+
+    from worker.api import create_app
+    from worker.cli.common import engine
+    from worker.config import get_settings
+
+    if not 0 <= port <= 65535:
+        raise UserError(f"--port must be between 0 and 65535, got {port}")
+    settings = get_settings()
+    if not settings.webhook_secret:
+        typer.echo(
+            "warning: SIYU_WEBHOOK_SECRET is not set: every inbound webhook is refused (503)",
+            err=True,
+        )
+    app = create_app(settings, engine())
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="warning")
+    except OSError as exc:
+        raise UserError(f"api: cannot listen on {host}:{port}: {exc}") from exc
+
+
+def register(app: typer.Typer) -> None:
+    app.command("api")(api)

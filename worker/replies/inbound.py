@@ -1,0 +1,140 @@
+"""Store what a learner wrote: the inbound webhook's payload becomes a message of a conversation.
+
+A platform may deliver one message more than once (it retries when our answer is lost), so
+each message is stored once per (account, provider message id): the second delivery finds
+the first and is told so. A learner the database does not know yet (they added the assistant
+but were never imported) becomes a contact of that channel, bound to nobody.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy import Connection, Engine, select, update
+
+from worker.store import tables
+from worker.store.db import dialect_insert, for_writing
+from worker.store.models import ConversationStatus, utcnow
+
+A, CT, CV, M = tables.accounts.c, tables.contacts.c, tables.conversations.c, tables.messages.c
+MAX_TEXT = 4000  # characters; longer messages are refused, not cut
+
+
+class InboundRejected(ValueError):
+    """A payload that can never be stored: the reason is returned to the sender (HTTP 400)."""
+
+
+class InboundPayload(BaseModel):
+    """One inbound message as the mock platform (and the generic webhook shape) sends it."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, frozen=True)
+
+    message_id: str = Field(min_length=1, max_length=200)
+    account: str = Field(min_length=1, max_length=200)
+    sender: str = Field(alias="from", min_length=1, max_length=200)
+    text: str = Field(max_length=MAX_TEXT)
+    sent_at: AwareDatetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    message_id: int
+    conversation_id: int
+    created: bool  # False: this provider message was stored before (a repeated delivery)
+
+
+def parse_inbound(body: bytes) -> InboundPayload:
+    """The payload of `body`, or `InboundRejected` naming what is wrong with it."""
+    try:
+        document = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InboundRejected(f"the body is not JSON: {exc}") from None
+    if not isinstance(document, dict):
+        raise InboundRejected("the body must be a JSON object")
+    try:
+        return InboundPayload.model_validate(document)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "body"
+        raise InboundRejected(f"{where}: {first['msg']}") from None
+
+
+def record_inbound(engine: Engine, channel: str, payload: InboundPayload) -> Stored:
+    """Store `payload` once, in one transaction, with its contact and conversation."""
+    with for_writing(engine).begin() as conn:
+        account_id = conn.execute(
+            select(A.id).where(A.name == payload.account, A.channel == channel)
+        ).scalar()
+        if account_id is None:
+            raise InboundRejected(f"no {channel} account named {payload.account!r}")
+        contact_id = _contact(conn, channel, payload.sender)
+        conversation_id = _conversation(conn, contact_id, account_id)
+        key = f"{account_id}:{payload.message_id}"
+        sent_at = payload.sent_at.astimezone(UTC).replace(tzinfo=None) if payload.sent_at else None
+        now = utcnow()
+        inserted = conn.execute(
+            dialect_insert(conn)(tables.messages)
+            .values(
+                conversation_id=conversation_id,
+                inbound=True,
+                author="learner",
+                text=payload.text,
+                dedupe_key=key,
+                provider_message_id=payload.message_id,
+                provider_sent_at=sent_at,
+                created_at=now,
+            )
+            .on_conflict_do_nothing(index_elements=["dedupe_key"])
+            .returning(M.id)
+        ).scalar()
+        if inserted is None:
+            first = conn.execute(select(M.id).where(M.dedupe_key == key)).scalar_one()
+            return Stored(int(first), conversation_id, created=False)
+        conn.execute(
+            update(tables.conversations).where(CV.id == conversation_id).values(updated_at=now)
+        )
+        return Stored(int(inserted), conversation_id, created=True)
+
+
+def _contact(conn: Connection, channel: str, external_id: str) -> int:
+    """The contact `external_id` of `channel`, made (bound to nobody) if it is new."""
+    now = utcnow()
+    conn.execute(
+        dialect_insert(conn)(tables.contacts)
+        .values(
+            channel=channel,
+            external_id=external_id,
+            name="",
+            tags=[],
+            attrs={},
+            created_at=now,
+            updated_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["channel", "external_id"])
+    )
+    found = conn.execute(
+        select(CT.id).where(CT.channel == channel, CT.external_id == external_id)
+    ).scalar_one()
+    return int(found)
+
+
+def _conversation(conn: Connection, contact_id: int, account_id: int) -> int:
+    now = utcnow()
+    conn.execute(
+        dialect_insert(conn)(tables.conversations)
+        .values(
+            contact_id=contact_id,
+            account_id=account_id,
+            status=ConversationStatus.ASSISTANT,
+            created_at=now,
+            updated_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["contact_id", "account_id"])
+    )
+    found = conn.execute(
+        select(CV.id).where(CV.contact_id == contact_id, CV.account_id == account_id)
+    ).scalar_one()
+    return int(found)
