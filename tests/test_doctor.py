@@ -200,7 +200,8 @@ def test_doctor_finds_a_fresh_installation_with_a_worker_healthy(
 ) -> None:
     result = siyu("doctor")
     assert result.code == 0, result
-    checks = ["database", "redis", "workers", "policies", "templates", "accounts", "mock-platform"]
+    checks = ["database", "redis", "workers", "policies", "templates", "webhooks", "accounts"]
+    checks.append("mock-platform")
     for check in checks:
         [line] = lines_of(result, check)
         assert line.startswith("ok "), line
@@ -217,6 +218,17 @@ def problems(result: Outcome, check: str) -> list[str]:
     lines = [line for line in lines_of(result, check) if line.startswith("PROBLEM ")]
     assert lines and all("; fix: " in line for line in lines), result.stdout
     return lines
+
+
+def test_doctor_reports_a_malformed_webhook_secret_with_how_to_make_one(
+    healthy: Context, siyu: Siyu, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    [line] = lines_of(siyu("doctor"), "webhooks")
+    assert line.startswith("ok ") and "inbound webhooks refused" in line
+    monkeypatch.setenv("SIYU_WEBHOOK_SECRET", "hunter2")
+    get_settings.cache_clear()
+    [line] = problems(siyu("doctor"), "webhooks")
+    assert "must start with 'whsec_'" in line and "python -m worker.webhooks" in line
 
 
 def test_doctor_reports_that_no_worker_is_running(ctx: Context, siyu: Siyu) -> None:

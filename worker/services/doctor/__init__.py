@@ -7,7 +7,8 @@ that does not exist is not created). A check that needs what an earlier one foun
 
     report.py    Finding, Report
     database.py  reachable, schema current, installation id
-    services.py  Redis (version), live workers (heartbeats), the mock platform
+    services.py  Redis (version), live workers (heartbeats), the mock platform, the
+                 inbound webhook secret
     files.py     rate-limit policies (each bad file), templates (each that does not compile)
 """
 
@@ -21,7 +22,12 @@ from worker.runtime import Context
 from worker.services.doctor.database import check_database
 from worker.services.doctor.files import check_account_policies, check_policies, check_templates
 from worker.services.doctor.report import NO_WORKER, Finding, Report
-from worker.services.doctor.services import check_mock_platforms, check_redis, check_workers
+from worker.services.doctor.services import (
+    check_mock_platforms,
+    check_redis,
+    check_webhook_secret,
+    check_workers,
+)
 
 __all__ = ["NO_WORKER", "Finding", "Report", "diagnose", "worker_warning"]
 
@@ -42,6 +48,7 @@ def diagnose(settings: Settings) -> Report:
             findings.append(check_workers(Context(settings, engine, client)))
         policies = check_policies(settings.rate_limits_dir, findings)
         findings += check_templates(settings.templates_dir)
+        findings.append(check_webhook_secret(settings))
         if engine is not None and schema_ok:
             findings += check_account_policies(engine, policies)
             findings += check_mock_platforms(engine)

@@ -98,3 +98,17 @@ def _mock_platform(url: str, accounts: list[str]) -> Finding:
         message = f"{url}/v1/stats ({who}) answered {response.status_code}"
         return Finding("mock-platform", False, message, fix)
     return Finding("mock-platform", True, f"{url} answers ({who})")
+
+
+def check_webhook_secret(settings: Settings) -> Finding:
+    """Inbound webhooks need a Standard Webhooks secret; without one they are refused."""
+    from worker.webhooks import check_secret
+
+    secret = settings.webhook_secret
+    if not secret:
+        return Finding("webhooks", True, "SIYU_WEBHOOK_SECRET not set: inbound webhooks refused")
+    try:
+        check_secret(secret)
+    except ValueError as exc:
+        return Finding("webhooks", False, "SIYU_WEBHOOK_SECRET is malformed", str(exc))
+    return Finding("webhooks", True, "SIYU_WEBHOOK_SECRET set (Standard Webhooks)")
