@@ -208,8 +208,8 @@ def deliveries(
 ) -> None:
     """The per-recipient log: state, reason and last error of every recipient.
 
-    The table shows sent_at in the campaign's time zone; --csv has every column for a
-    spreadsheet, --json every field for a script.
+    The table shows when each message was sent in the campaign's time zone; --csv has
+    every column for a spreadsheet, --json every field for a script.
 
     Examples:
     siyu campaigns deliveries spring-sale --status failed
@@ -225,23 +225,21 @@ def deliveries(
         _stream_json(iter_deliveries(eng, name, status_, limit or None))
         return
     columns = [
-        Col("external_id\nname", "name"),
-        Col("account", "name"),
-        Col("state\nreason"),
-        Col("sent_at"),
+        Col("external_id\nname\naccount", "name"),
+        Col("state\nreason\nsent_at"),
         Col("last_error"),
     ]
     log = delivery_log(eng, name, status_, limit or None, when=local_text)
     print_table(columns, _delivery_cells(log))
 
 
-def _delivery_cells(rows: Iterable[LogRow]) -> Iterator[tuple[str, ...]]:
-    """A log row in five columns: who, through which account, what became of it and why
-    (with the attempts when there were several), when, and the last error."""
+def _delivery_cells(rows: Iterable[LogRow]) -> Iterator[tuple[str, str, str]]:
+    """A log row in three columns, so that the names have room: who and through which
+    account; what became of it, why, after how many attempts and when; the last error."""
     for external_id, name, account, state, reason, last_error, attempts, sent_at in rows:
-        outcome = [state, reason, f"{attempts} attempts" if int(attempts) > 1 else ""]
-        who = f"{external_id}\n{name}" if name else external_id
-        yield who, account, "\n".join(filter(None, outcome)), sent_at, last_error
+        who = f"{external_id}\n{name or '-'}\n{account or '-'}"
+        tries = f"{attempts} attempts" if int(attempts) > 1 else ""
+        yield who, "\n".join(filter(None, (state, reason, tries, sent_at))), last_error
 
 
 def _stream_text(chunks: Iterable[str]) -> None:
@@ -319,7 +317,7 @@ def list_(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> 
         emit_json(rows)
         return
     print_table(
-        [Col("name", "name"), Col("status"), Col("sent/total", "number"), Col("start\nend")],
+        [Col("name", "name"), Col("status"), Col("sent/\ntotal", "number"), Col("start\nend")],
         [(r["name"], r["status"], f"{r['sent']}/{r['total']}", _window(r["window"])) for r in rows],
     )
 
@@ -370,7 +368,7 @@ def show(
         Col("run", "number"),
         Col("status"),
         Col("started\nfinished"),
-        Col("sent/total", "number"),
+        Col("sent/\ntotal", "number"),
         Col("counts"),
     ]
     print_table(columns, [_run_cells(run, tz) for run in doc["runs"]])
