@@ -1,6 +1,6 @@
 """The typer classes every `siyu` command is built with: help that reads like the contract.
 
-typer >= 0.28 shows each parameter's Python type in `--help` (`--json <bool>`, `--tz <str>`),
+typer (0.29) shows each parameter's Python type in `--help` (`--json <bool>`, `--tz <str>`),
 which makes a flag look as if it took a value. Here a flag shows nothing after its name, a
 value shows its metavar (`--limit N`), and a parameter without one is named after its option
 or argument in capitals, as argparse does (`--segment SEGMENT`, `{NAME}`).
