@@ -361,3 +361,15 @@ def test_the_plan_assigns_exactly_as_materialisation_does(world: World) -> None:
             "no_reachable_account": 2,
         }
     )
+
+
+def test_an_edit_turns_skipping_on_and_off(world: World) -> None:
+    add_contacts(world.ctx.engine, 3)
+    assert create(world).code == 0
+    world.ok("campaigns", "edit", "c1", "--skip-unrenderable")
+    lose_city(world, "u000002")
+    refused = world.refused("campaigns", "edit", "c1", "--refuse-unrenderable")
+    assert "cannot be rendered for 1 of 3 members" in refused, "an edit is checked like a create"
+    world.ok("campaigns", "start", "c1")  # still skipping: the refused edit changed nothing
+    both = world.refused("campaigns", "edit", "c1", "--skip-unrenderable", "--refuse-unrenderable")
+    assert "are alternatives" in both

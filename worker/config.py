@@ -19,6 +19,10 @@ class Settings(BaseSettings):
     templates_dir: Path = Path("./templates")
     rate_limits_dir: Path = Path("./rate_limits")
     state_dir: Path = Path("./.siyu")
+    # The time zone of times that belong to no campaign or account (suppressions): shown in
+    # it with the offset. Campaign times are shown in the campaign's zone, account times in
+    # the account's.
+    tz: str = "Asia/Shanghai"
 
     llm_base_url: str | None = None
     llm_model: str | None = None

@@ -118,7 +118,7 @@ def run_demo(*, contacts: int, workers: int, accounts: int) -> None:
 def _run(
     stack: ExitStack, home: Path, contacts: int, workers: int, accounts: int
 ) -> dict[str, Any]:
-    from worker.cli.common import console
+    from worker.cli.common import say
 
     shutil.rmtree(home, ignore_errors=True)
     home.mkdir(parents=True)
@@ -148,7 +148,7 @@ def _run(
     stack.callback(procs.stop, platform)
     base = f"http://127.0.0.1:{port}"
     _wait_http(f"{base}/v1/stats", platform)
-    console.print(f"mock platform on {base}; embedded Redis at {redis_url}")
+    say(f"mock platform on {base}; embedded Redis at {redis_url}")
 
     ctx = _seed(home, env, base, contacts, accounts)
     started = time.monotonic()
@@ -174,7 +174,7 @@ def _seed(home: Path, env: dict[str, str], base: str, contacts: int, accounts: i
     """Fresh schema, accounts, contacts (imported from CSV), segment and campaign."""
     from worker.audience.importer import import_contacts
     from worker.campaigns.lifecycle import CampaignSpec, create_campaign
-    from worker.cli.common import console
+    from worker.cli.common import say
     from worker.config import Settings
     from worker.runtime import Context, configure_celery, connect_redis, set_context
     from worker.services.accounts import add_account
@@ -202,7 +202,7 @@ def _seed(home: Path, env: dict[str, str], base: str, contacts: int, accounts: i
     csv_path = home / "contacts.csv"
     write_contacts(csv_path, contacts)
     report = import_contacts(engine, csv_path, "mock")
-    console.print(f"imported {report.created} contacts from {csv_path}")
+    say(f"imported {report.created} contacts from {csv_path}")
     add_segment(
         engine, "demo_learners", SEGMENT, allow_unknown=True
     )  # few contacts: a tag may be missing

@@ -2,32 +2,39 @@
 
 `campaigns deliveries` (table and `--csv`) uses it, and so can an HTTP download: everything
 is streamed, so a run of a million deliveries needs no more memory than one of ten. `sent_at`
-is local time in the campaign's zone, with its offset, to the second.
+is local time in the campaign's zone, with its offset, to the second (`timeparse.local_iso`
+here, `local_text` in a table for people).
 """
 
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterator
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine
 
 from worker.campaigns.status import check_delivery_state, delivery_rows, latest_run_of
-from worker.campaigns.timeparse import zone
+from worker.campaigns.timeparse import Instant, local_iso, zone
 
 COLUMNS = ("external_id", "name", "account", "state", "reason", "last_error", "attempts", "sent_at")
 BOM = "\ufeff"  # Excel reads a CSV as UTF-8 only when it starts with one
 
 LogRow = tuple[str, ...]
+TimeFormat = Callable[[Instant, ZoneInfo], str]
 
 
 def delivery_log(
-    engine: Engine, name: str, state: str | None = None, limit: int | None = None
+    engine: Engine,
+    name: str,
+    state: str | None = None,
+    limit: int | None = None,
+    *,
+    when: TimeFormat = local_iso,
 ) -> Iterator[LogRow]:
-    """The latest run's deliveries as `COLUMNS` strings, in id order, streamed.
+    """The latest run's deliveries as `COLUMNS` strings, in id order, streamed; `sent_at`
+    spelled by `when` in the campaign's zone.
 
     An unknown campaign or state raises here, before the first row: nothing half-written.
     """
@@ -35,7 +42,7 @@ def delivery_log(
     campaign, run = latest_run_of(engine, name)
     if run is None or run.id is None:
         return iter(())
-    return _rows(delivery_rows(engine, run.id, state, limit), zone(campaign.tz))
+    return _rows(delivery_rows(engine, run.id, state, limit), zone(campaign.tz), when)
 
 
 def delivery_csv(
@@ -48,14 +55,7 @@ def delivery_csv(
     return _csv_lines(delivery_log(engine, name, state, limit))
 
 
-def local_iso(value: datetime | None, tz: ZoneInfo) -> str:
-    """Naive UTC -> ISO 8601 in `tz` with its offset, to the second; '' for None."""
-    if value is None:
-        return ""
-    return value.replace(tzinfo=UTC).astimezone(tz).isoformat(timespec="seconds")
-
-
-def _rows(items: Iterator[dict[str, Any]], tz: ZoneInfo) -> Iterator[LogRow]:
+def _rows(items: Iterator[dict[str, Any]], tz: ZoneInfo, when: TimeFormat) -> Iterator[LogRow]:
     for item in items:
         yield (
             item["external_id"],
@@ -65,7 +65,7 @@ def _rows(items: Iterator[dict[str, Any]], tz: ZoneInfo) -> Iterator[LogRow]:
             item["reason"] or "",
             item["last_error"] or "",
             str(item["attempts"]),
-            local_iso(item["sent_at"], tz),
+            when(item["sent_at"], tz),
         )
 
 

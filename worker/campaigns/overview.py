@@ -14,8 +14,7 @@ from sqlalchemy import Connection, Engine, func, select
 from sqlmodel import Session, col
 
 from worker.campaigns import lookup
-from worker.campaigns.export import local_iso
-from worker.campaigns.timeparse import zone
+from worker.campaigns.timeparse import local_iso, zone
 from worker.store import tables
 from worker.store.models import Campaign, CampaignRun, CampaignStatus, DeliveryState, Segment
 
@@ -47,7 +46,7 @@ def _total(run: CampaignRun, counts: dict[str, int]) -> int:
     return total
 
 
-def _window(campaign: Campaign, run: CampaignRun | None) -> dict[str, str | None]:
+def window_of(campaign: Campaign, run: CampaignRun | None) -> dict[str, str | None]:
     """The latest run's window once there is one (it is what is used), else the campaign's."""
     tz = zone(campaign.tz)
     start, end = (run.start_at, run.end_at) if run else (campaign.start_at, campaign.end_at)
@@ -76,7 +75,7 @@ def list_campaigns(engine: Engine) -> list[dict[str, Any]]:
                 "kind": campaign.kind,
                 "sent": run_counts["sent"] if run_counts else 0,
                 "total": total,
-                "window": _window(campaign, run),
+                "window": window_of(campaign, run),
             }
         )
     return out

@@ -253,7 +253,11 @@ def plan_campaign(
         not_sent["no_capacity"] = short
     return {
         "name": campaign.name,
-        "window": {"start": _iso(start_ms), "end": _iso(end_ms) if bounded else None},
+        "window": {
+            "start": _iso(start_ms),
+            "end": _iso(end_ms) if bounded else None,
+            "tz": campaign.tz,
+        },
         "members": members,
         "accounts": [r.document() for r in lines],
         "excluded": excluded,

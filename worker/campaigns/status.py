@@ -1,4 +1,8 @@
-"""`campaigns status` and the per-recipient log (`campaigns deliveries`)."""
+"""`campaigns status` and the per-recipient log (`campaigns deliveries`).
+
+The status document is the contract's plus the `window` of `campaigns list` (start, end and
+the campaign's `tz`), so that a person sees the window and the ETA in the campaign's zone.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from sqlalchemy import Engine, func, select
 from sqlmodel import Session
 
 from worker.campaigns import lookup
+from worker.campaigns.overview import window_of
 from worker.campaigns.timeparse import iso_utc
 from worker.errors import UserError
 from worker.store import tables
@@ -85,6 +90,7 @@ def campaign_status(engine: Engine, name: str) -> dict[str, Any]:
         "counts": dict.fromkeys(REPORTED, 0),
         "accounts": accounts,
         "eta": None,
+        "window": window_of(campaign, run),
     }
     if run is None or run.started_at is None:
         return doc

@@ -20,16 +20,20 @@ import click
 import typer
 from typer.core import TyperGroup
 
+from worker.cli.app import SiyuTyper
 from worker.errors import UserError
 
 PROG = "siyu"
 
-app = typer.Typer(
+app = SiyuTyper(
     name=PROG,
-    help="Private-domain messaging automation: segments, templates, paced multi-account sends.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
+    help="""Private-domain messaging: segments, templates, paced sends from many accounts.
+
+    Every command has its own --help, with an example.
+
+    Example:
+    siyu campaigns status spring-sale
+    """,
 )
 
 
@@ -38,10 +42,10 @@ def _register() -> None:
     """Add the sub-apps once per process, however often `main()` runs in it."""
     from worker.cli import accounts, api, campaigns, contacts, mockplatform, ops, segments
 
-    app.add_typer(contacts.app, name="contacts", help="Import, list and suppress contacts.")
-    app.add_typer(accounts.app, name="accounts", help="Sender accounts and their health.")
-    app.add_typer(segments.app, name="segments", help="Audience segments.")
-    app.add_typer(campaigns.app, name="campaigns", help="Create, run and watch campaigns.")
+    app.add_typer(contacts.app, name="contacts")
+    app.add_typer(accounts.app, name="accounts")
+    app.add_typer(segments.app, name="segments")
+    app.add_typer(campaigns.app, name="campaigns")
     mockplatform.register(app)
     api.register(app)
     ops.register(app)

@@ -13,7 +13,11 @@ def api(
 ) -> None:
     """Serve the HTTP API: signed inbound webhooks at /v1/inbound/CHANNEL.
 
-    Example: SIYU_WEBHOOK_SECRET=whsec_... siyu api --port 8000
+    Inbound is refused unless SIYU_WEBHOOK_SECRET holds a Standard Webhooks secret
+    (python -m worker.webhooks prints a new one).
+
+    Example:
+    siyu api --host 0.0.0.0 --port 8000
     """
     import uvicorn
 

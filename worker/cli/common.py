@@ -8,12 +8,19 @@ from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.text import Text
 from sqlalchemy import Engine
 
 from worker.errors import UserError
 
 console = Console()
 err_console = Console(stderr=True)
+
+
+def say(line: str) -> None:
+    """Print text for a person as it is: never wrapped or cut by us (a long URL stays whole
+    for the terminal to show), and a `[` in a name or a message is not markup."""
+    console.print(Text(line), soft_wrap=True)
 
 
 def emit_json(document: Any) -> None:

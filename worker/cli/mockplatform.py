@@ -13,27 +13,41 @@ DEFAULT_DB = Path(".siyu/mock-platform.db")
 
 
 def mock_platform(
-    host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on."),
-    port: int = typer.Option(8900, "--port", help="TCP port to listen on."),
-    db: Path = typer.Option(DEFAULT_DB, "--db", help="SQLite file the platform keeps state in."),
+    host: str = typer.Option("127.0.0.1", "--host", metavar="H", help="Interface to listen on."),
+    port: int = typer.Option(8900, "--port", metavar="P", help="TCP port to listen on."),
+    db: Path = typer.Option(
+        DEFAULT_DB, "--db", metavar="FILE", help="SQLite file the platform keeps state in."
+    ),
     per_minute: int = typer.Option(
-        0, "--per-minute", help="Sends per account per minute; 0 = no limit."
+        0, "--per-minute", metavar="N", help="Sends per account per minute; 0 = no limit."
     ),
     ban_after: int = typer.Option(
-        0, "--ban-after", help="429s before an account is banned; 0 = never."
+        0, "--ban-after", metavar="K", help="429s before an account is banned; 0 = never."
     ),
     fail_rate: float = typer.Option(
-        0.0, "--fail-rate", help="Probability (0..1) of an injected 500."
+        0.0, "--fail-rate", metavar="F", help="Probability (0..1) of an injected 500."
     ),
-    latency_ms: float = typer.Option(0.0, "--latency-ms", help="Latency added to every response."),
+    latency_ms: float = typer.Option(
+        0.0, "--latency-ms", metavar="MS", help="Latency added to every response."
+    ),
     inbound_url: str | None = typer.Option(
-        None, "--inbound-url", help="Where simulated inbound messages are POSTed (siyu api)."
+        None,
+        "--inbound-url",
+        metavar="URL",
+        help="Where simulated inbound messages are POSTed (siyu api).",
     ),
     unknown_recipients: str = typer.Option(
-        "", "--unknown-recipients", help="Comma-separated recipients that do not exist (404)."
+        "",
+        "--unknown-recipients",
+        metavar="A,B...",
+        help="Comma-separated recipients that do not exist (404).",
     ),
 ) -> None:
-    """Run the mock messaging platform (state in --db; SIYU_WEBHOOK_SECRET signs inbound)."""
+    """Run the mock messaging platform (state in --db; SIYU_WEBHOOK_SECRET signs inbound).
+
+    Example:
+    siyu mock-platform --port 8900 --per-minute 20 --ban-after 3
+    """
     from worker.config import get_settings
     from worker.mockplatform import MockPlatformConfig, serve
     from worker.mockplatform.config import parse_recipients

@@ -6,7 +6,7 @@ import os
 
 import typer
 
-from worker.cli.common import console
+from worker.cli.common import say
 
 
 def register(app: typer.Typer) -> None:
@@ -17,18 +17,28 @@ def register(app: typer.Typer) -> None:
 
 
 def init() -> None:
-    """Create or upgrade the schema; safe to run any number of times."""
+    """Create or upgrade the schema; safe to run any number of times.
+
+    Example:
+    siyu init
+    """
     from worker.store.db import describe, get_engine, init_db
 
     eng = get_engine()
     init_db(eng)
-    console.print(f"schema ready in {describe(eng)}")
+    say(f"schema ready in {describe(eng)}")
 
 
 def doctor(
     as_json: bool = typer.Option(False, "--json", help="The checks as one JSON document."),
 ) -> None:
-    """What is wrong with this installation, and how to fix it; changes nothing."""
+    """What is wrong with this installation, and how to fix it; changes nothing.
+
+    Exits 1 when something needs fixing.
+
+    Example:
+    siyu doctor
+    """
     from worker.cli.common import emit_json
     from worker.config import get_settings
     from worker.services.doctor import diagnose
@@ -45,11 +55,27 @@ def doctor(
 
 def worker(
     concurrency: int = typer.Option(
-        8, "--concurrency", "-c", min=1, max=256, help="Lanes this process runs at once (threads)."
+        8,
+        "--concurrency",
+        "-c",
+        min=1,
+        max=256,
+        metavar="N",
+        help="Lanes this process runs at once (threads).",
     ),
-    loglevel: str = typer.Option("WARNING", "--loglevel", "-l"),
+    loglevel: str = typer.Option(
+        "WARNING",
+        "--loglevel",
+        "-l",
+        metavar="LEVEL",
+        help="Celery's log level: DEBUG, INFO, WARNING, ERROR.",
+    ),
 ) -> None:
-    """Run a Celery worker: account lanes, materialisation and the periodic tick."""
+    """Run a Celery worker: account lanes, materialisation and the periodic tick.
+
+    Example:
+    siyu worker --concurrency 16
+    """
     from celery.signals import worker_ready, worker_shutting_down
 
     from worker.campaigns.tick import Ticker
@@ -102,11 +128,21 @@ def worker(
 
 
 def demo(
-    contacts: int = typer.Option(10_000, "--contacts", min=1, help="Contacts to seed."),
-    workers: int = typer.Option(2, "--workers", min=1, max=8, help="Worker processes."),
-    accounts: int = typer.Option(5, "--accounts", min=1, max=50, help="Mock sender accounts."),
+    contacts: int = typer.Option(
+        10_000, "--contacts", min=1, metavar="N", help="Contacts to seed."
+    ),
+    workers: int = typer.Option(
+        2, "--workers", min=1, max=8, metavar="N", help="Worker processes."
+    ),
+    accounts: int = typer.Option(
+        5, "--accounts", min=1, max=50, metavar="N", help="Mock sender accounts."
+    ),
 ) -> None:
-    """The whole pipeline on the embedded default, leaving no process behind."""
+    """The whole pipeline on the embedded default, leaving no process behind.
+
+    Example:
+    siyu demo --contacts 2000
+    """
     from worker.demo import run_demo
 
     run_demo(contacts=contacts, workers=workers, accounts=accounts)
