@@ -149,6 +149,7 @@ def test_every_table_fits_80_columns_and_shows_each_name_whole(world: World) -> 
     fits_and_names_whole(world.lines("campaigns", "show", CAMPAIGN), [CAMPAIGN, SENDER_CN])
     fits_and_names_whole(world.lines("campaigns", "status", CAMPAIGN), [CAMPAIGN, *NAMES[2:4]])
     fits_and_names_whole(world.lines("campaigns", "deliveries", CAMPAIGN), NAMES[2:])
+    fits_and_names_whole(world.lines("campaigns", "plan", CAMPAIGN), [CAMPAIGN, SENDER, SENDER_CN])
     fits_and_names_whole(world.lines("accounts", "list"), [SENDER, SENDER_CN])
     fits_and_names_whole(world.lines("segments", "list"), [SEGMENT])
     fits_and_names_whole(world.lines("contacts", "list"), [SENDER, *NAMES[4:]])
@@ -232,6 +233,7 @@ def test_campaign_times_are_in_the_campaigns_zone_with_the_offset_to_the_second(
     assert start_ in listed and end in listed
     assert f"start: {start_}" in shown and f"end: {end}" in shown
     assert f"window {start_} .. {end}" in status
+    assert f"window {start_} .. {end}" in world.lines("campaigns", "plan", "july-4th")
     assert document["window"] == {
         "start": "2030-07-04T09:00:05-04:00",
         "end": "2030-07-04T21:30:00-04:00",
