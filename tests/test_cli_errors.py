@@ -12,6 +12,7 @@ import pytest
 
 from tests.support.cli import Outcome, one_error_line, run_siyu
 from worker.cli import app
+from worker.config import get_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -251,3 +252,26 @@ def test_no_traceback_reaches_a_real_terminal(tmp_path: Path) -> None:
     assert "Traceback" not in result.stdout + result.stderr, result.stderr
     assert result.returncode == 2
     assert result.stderr == "error: unknown command 'campain'; did you mean 'campaigns'?\n"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "needle"),
+    [
+        ("SIYU_CLAIM_BATCH", "0", "SIYU_CLAIM_BATCH: Input should be greater than or equal to 1"),
+        ("SIYU_LANE_SLICE_S", "soon", "SIYU_LANE_SLICE_S: Input should be a valid number"),
+    ],
+)
+def test_a_setting_no_siyu_can_use_is_one_line_naming_the_variable(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    name: str,
+    value: str,
+    needle: str,
+) -> None:
+    monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    try:
+        line = one_usage_line(siyu(capsys, "campaigns", "list"))
+    finally:
+        get_settings.cache_clear()
+    assert line.startswith(f"error: {needle}") and line.endswith(f"; got {value!r}"), line

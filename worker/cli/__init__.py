@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 import click
+import pydantic
 import typer
 from typer.core import TyperGroup
 
@@ -59,6 +60,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         code = app(args=args, prog_name=PROG, standalone_mode=False)
     except UserError as exc:
         _refuse(str(exc), 2)
+    except pydantic.ValidationError as exc:  # a SIYU_* setting no Settings can hold
+        _refuse(_setting_error(exc), 2)
     except (typer.Abort, click.exceptions.Abort):
         typer.echo("aborted", err=True)
         sys.exit(130)
@@ -68,6 +71,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         typer.echo("interrupted", err=True)
         sys.exit(130)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _setting_error(exc: pydantic.ValidationError) -> str:
+    """`SIYU_CLAIM_BATCH: Input should be ...; got '0'` for the first bad setting."""
+    first = exc.errors()[0]
+    name = "SIYU_" + "_".join(str(part) for part in first["loc"]).upper()
+    value = first.get("input")
+    got = f"; got {value!r}" if isinstance(value, str | int | float) else ""
+    return f"{name}: {first['msg']}{got}"
 
 
 def _refuse(message: str, code: int) -> NoReturn:

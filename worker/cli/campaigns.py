@@ -87,7 +87,7 @@ def create(
         skip_unrenderable=skip_unrenderable,
     )
     lifecycle.create_campaign(engine(), get_settings().templates_dir, spec)
-    console.print(f"created campaign {name} (draft); next: siyu campaigns start {name}")
+    say(f"created campaign {name} (draft); next: siyu campaigns start {name}")
 
 
 @app.command("preview")
