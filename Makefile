@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: install demo test lint check bench clean
+.PHONY: install demo test lint check bench eval clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "siyu needs Python >= 3.11")'
@@ -32,6 +32,11 @@ check: lint test
 bench: install
 	$(PY) bench/throughput.py
 	$(PY) bench/limiter.py
+
+# Reply accuracy per category on tests/data/replies_eval.jsonl, retrieval responder alone
+# (no LLM); fails below the floors of issue 9. Wrong cases are listed under their category.
+eval: install
+	$(PY) -m worker.replies.evaluate tests/data/replies_eval.jsonl --verbose
 
 clean:
 	rm -rf $(VENV) .siyu .pytest_cache .mypy_cache .ruff_cache
