@@ -279,7 +279,7 @@ def test_an_invented_price_anywhere_in_any_text_is_withheld(before: str, after: 
 
 
 @given(st.text(max_size=120))
-def test_any_text_that_does_not_deny_being_ai_supports_itself(text: str) -> None:
+def test_any_text_supports_its_own_claims(text: str) -> None:
     verdict = check(text, Facts.of([text]))
     assert verdict.unsupported == ()
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 
 from worker.replies.claims import Claim, Kind, extract, normalise
@@ -132,7 +132,6 @@ class Verdict:
 
     unsupported: tuple[Claim, ...] = ()
     denial: str | None = None
-    claims: tuple[Claim, ...] = field(default=(), repr=False)
 
     @property
     def ok(self) -> bool:
@@ -155,9 +154,8 @@ class Verdict:
 
 def check(text: str, facts: Facts) -> Verdict:
     """Check one outgoing reply against the facts."""
-    claims = tuple(extract(text))
-    unsupported = tuple(c for c in claims if not facts.supports(c))
-    return Verdict(unsupported, denies_being_ai(text), claims)
+    unsupported = tuple(c for c in extract(text) if not facts.supports(c))
+    return Verdict(unsupported, denies_being_ai(text))
 
 
 def facts_for(question: Question, hits: Sequence[Hit]) -> Facts:
