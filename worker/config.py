@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from pydantic import Field
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -24,9 +25,20 @@ class Settings(BaseSettings):
     # the account's.
     tz: str = "Asia/Shanghai"
 
+    # The reply assistant's LLM (issue 9): any OpenAI-compatible server. The base URL ends in
+    # the API version (`https://api.openai.com/v1`); unset, replies are retrieval-only.
     llm_base_url: str | None = None
     llm_model: str | None = None
-    llm_api_key: str | None = None
+    llm_api_key: SecretStr | None = None
+    # One attempt waits up to `llm_timeout_s` for its answer; all attempts and the waits between
+    # them end within `llm_deadline_s`, after which a person takes the conversation over.
+    llm_timeout_s: float = Field(default=20.0, gt=0, le=600)
+    llm_deadline_s: float = Field(default=45.0, gt=0, le=3600)
+    llm_max_attempts: int = Field(default=3, ge=1, le=10)
+    llm_temperature: float = Field(default=0.2, ge=0, le=2)
+    llm_history_turns: int = Field(default=6, ge=0, le=50)  # earlier messages the model sees
+    # A line appended to every reply the LLM writes, e.g. "（本回复由 AI 助手生成）"; empty: none.
+    reply_disclosure: str = Field(default="", max_length=200)
     api_token: str | None = None
     webhook_secret: str | None = None
 
@@ -42,6 +54,36 @@ class Settings(BaseSettings):
     # busy host, network jitter) still arrives inside the platform's limits.
     limit_margin_ms: int = Field(default=150, ge=0, le=10_000)
     tracking_secret: str = "siyu-tracking"
+
+    @field_validator("llm_base_url", "llm_model", "llm_api_key", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        """`SIYU_LLM_MODEL=` (set but empty) means unset, as leaving it out does."""
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("llm_base_url")
+    @classmethod
+    def _llm_base_url(cls, value: str | None) -> str | None:
+        return None if value is None else normalise_llm_base_url(value)
+
+    @field_validator("reply_disclosure")
+    @classmethod
+    def _one_line(cls, value: str) -> str:
+        return " ".join(value.split())
+
+
+def normalise_llm_base_url(value: str) -> str:
+    """An OpenAI-style base URL (`https://api.openai.com/v1`), without a trailing `/`; a pasted
+    `.../chat/completions` is cut back to its base. `ValueError` unless http(s) with a host."""
+    url = value.strip().rstrip("/").removesuffix("/chat/completions")
+    try:
+        parts = urlsplit(url)
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
+    except ValueError:  # a port that is not a number, a malformed IPv6 host
+        valid = False
+    if not valid or parts.query or parts.fragment:
+        raise ValueError(f"must be an http(s) URL such as https://api.openai.com/v1, got {value!r}")
+    return url
 
 
 @lru_cache(maxsize=1)
