@@ -46,3 +46,16 @@ def tick_task() -> None:
     from worker.campaigns.tick import tick
 
     tick(get_context())
+
+
+@celery_app.task(name="siyu.reply")
+def reply_task(message_id: int) -> str | None:
+    """Decide what to do with one stored inbound message (opt-out, handoff, answer)."""
+    from worker.replies.handle import handle_inbound
+
+    ctx = get_context()
+    decision = handle_inbound(ctx.engine, ctx.settings, message_id)
+    if decision is None:
+        return None
+    log.info("inbound message %s: %s", message_id, decision.action)  # no text: privacy
+    return str(decision.action)

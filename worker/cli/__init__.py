@@ -41,7 +41,16 @@ app = SiyuTyper(
 @functools.cache
 def _register() -> None:
     """Add the sub-apps once per process, however often `main()` runs in it."""
-    from worker.cli import accounts, api, campaigns, contacts, mockplatform, ops, segments
+    from worker.cli import (
+        accounts,
+        api,
+        campaigns,
+        contacts,
+        mockplatform,
+        ops,
+        replies,
+        segments,
+    )
 
     app.add_typer(contacts.app, name="contacts")
     app.add_typer(accounts.app, name="accounts")
@@ -49,6 +58,7 @@ def _register() -> None:
     app.add_typer(campaigns.app, name="campaigns")
     mockplatform.register(app)
     api.register(app)
+    replies.register(app)
     ops.register(app)
 
 

@@ -22,7 +22,6 @@ def api(
     import uvicorn
 
     from worker.api import create_app
-    from worker.cli.common import engine
     from worker.config import get_settings
 
     if not 0 <= port <= 65535:
@@ -33,7 +32,16 @@ def api(
             "warning: SIYU_WEBHOOK_SECRET is not set: every inbound webhook is refused (503)",
             err=True,
         )
-    app = create_app(settings, engine())
+    from worker.dispatch.keys import keys
+    from worker.replies.inbound import Stored
+    from worker.runtime import enqueue, get_context
+
+    ctx = get_context()
+
+    def decide_later(stored: Stored) -> None:  # the reply task decides; the webhook returns
+        enqueue("siyu.reply", stored.message_id, queue=keys(ctx).queue)
+
+    app = create_app(settings, ctx.engine, on_stored=decide_later)
     try:
         uvicorn.run(app, host=host, port=port, log_level="warning")
     except OSError as exc:

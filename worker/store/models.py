@@ -251,4 +251,5 @@ class Message(SQLModel, table=True):
     sources: list[str] | None = Field(default=None, sa_column=Column(JSONType, nullable=True))
     withheld: str | None = None
     decided_at: NaiveDatetime | None = None
+    state: str | None = None  # outbound: queued (waiting for its lane), later sent, failed, ...
     created_at: NaiveDatetime = Field(default_factory=utcnow, index=True)
