@@ -540,7 +540,8 @@ def test_the_shipped_persona_renders_with_the_account_and_its_knowledge() -> Non
 
 
 def test_the_shipped_knowledge_covers_the_topics_operators_are_asked_about() -> None:
-    text = (SHIPPED / "replies" / "knowledge" / "courses.md").read_text(encoding="utf-8")
+    pages = sorted((SHIPPED / "replies" / "knowledge").glob("*.md"))
+    text = "\n".join(page.read_text(encoding="utf-8") for page in pages)
     headings = re.findall(r"^## (.+)$", text, flags=re.MULTILINE)
     for topic in ("课程介绍", "价格", "开课时间", "学习群", "退款"):
         assert any(topic in heading for heading in headings), topic

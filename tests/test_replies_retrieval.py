@@ -75,6 +75,24 @@ def test_jieba_writes_no_cache_file_and_prints_nothing(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == [], "nothing written to the temp directory"
 
 
+def test_jieba_s_own_log_lines_are_silenced_even_if_its_default_tokenizer_is_used(
+    tmp_path: Path,
+) -> None:
+    """jieba's module-level tokenizer logs "Building prefix dict ..." to stderr at DEBUG."""
+    code = "import worker.replies.tokens, jieba\nprint(jieba.lcut('学习群'))"
+    env = {**os.environ, "TMPDIR": str(tmp_path), "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+
+
 def test_the_entry_that_answers_the_question_ranks_first() -> None:
     index = Index(ENTRIES, SYNONYMS, Tuning())
     assert index.search("这个课学费多少")[0].entry.topic == "课程价格：学费多少钱"
