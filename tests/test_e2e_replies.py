@@ -117,9 +117,7 @@ def test_an_opt_out_by_inbound_message_stops_the_pending_delivery_of_a_running_c
                     .join(tables.contacts, CT.id == D.contact_id)
                     .where(CT.external_id == "u000006")
                 ).one()
-            assert tuple(row) == ("skipped", "opted_out"), (
-                "one a minute: still pending then"
-            )
+            assert tuple(row) == ("skipped", "opted_out"), "one a minute: still pending then"
             cancel_campaign(ctx, "c1")
         finally:
             workers.stop()

@@ -159,3 +159,42 @@ def test_two_tasks_that_loaded_the_same_message_record_one_decision(ctx: Context
     assert handle._record(ctx.engine, first, decision) is True
     assert handle._record(ctx.engine, second, decision) is False
     assert outbound(ctx) == ["早鸟价 699 元"]
+
+
+def test_the_tick_purges_conversations_past_their_retention_at_most_hourly(ctx: Context) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from worker.campaigns.tick import tick
+    from worker.dispatch.keys import keys
+    from worker.store.models import utcnow
+
+    handled(ctx, "早鸟价多少钱", sender="u000001")
+    handled(ctx, "早鸟价多少钱", sender="u000002")
+    days = ctx.settings.conversation_retention_days
+
+    def age(external_id: str, by_days: int) -> None:
+        contact = select(CT.id).where(CT.external_id == external_id).scalar_subquery()
+        with ctx.engine.begin() as conn:
+            conn.execute(
+                update(tables.conversations)
+                .where(CV.contact_id == contact)
+                .values(updated_at=utcnow() - timedelta(days=by_days))
+            )
+
+    def kept() -> list[tuple[object, ...]]:
+        return rows(ctx, select(CT.external_id).join(tables.conversations).order_by(CT.id))
+
+    age("u000001", days + 1)
+    age("u000002", days - 1)
+    ctx.redis.delete(keys(ctx).purge)
+    tick(ctx, force=True)
+    assert kept() == [("u000002",)]
+    assert len(rows(ctx, select(M.id))) == 2, "u000001's messages went with it"
+    age("u000002", days + 1)
+    tick(ctx, force=True)
+    assert kept() == [("u000002",)], "purged at most once an hour"
+    ctx.redis.delete(keys(ctx).purge)
+    tick(ctx, force=True)
+    assert kept() == [] and rows(ctx, select(M.id)) == []

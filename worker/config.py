@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     reply_disclosure: str = Field(default="", max_length=200)
     api_token: str | None = None
     webhook_secret: str | None = None
+    # Conversations quiet for longer are deleted with their messages by the tick (hourly).
+    conversation_retention_days: int = Field(default=180, ge=1, le=36_500)
 
     # Dispatch tuning. A lane works for `lane_slice_s` and then re-enqueues itself; the
     # broker's visibility timeout must stay well above it (DESIGN decision 2).

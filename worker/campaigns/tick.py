@@ -60,7 +60,18 @@ def tick(ctx: Context, *, force: bool = False) -> TickReport:
         if kick_lane(ctx, account_id):
             report.lanes_kicked.append(account_id)
     report.completed = runs.complete_finished_runs(ctx.engine, live)
+    _purge_hourly(ctx)
     return report
+
+
+def _purge_hourly(ctx: Context) -> None:
+    """Delete conversations past their retention, at most once an hour per installation."""
+    from worker.replies.retention import purge
+
+    if ctx.redis.set(keys(ctx).purge, "1", nx=True, px=3_600_000):
+        purged = purge(ctx.engine, ctx.settings.conversation_retention_days)
+        if purged:
+            log.info("purged %d conversations past their retention", purged)
 
 
 def begin_due_runs(ctx: Context) -> list[int]:

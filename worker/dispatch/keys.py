@@ -59,6 +59,11 @@ class Keys:
         return f"{self.prefix}:tick"
 
     @property
+    def purge(self) -> str:
+        """Held for an hour after old conversations were purged: the tick purges hourly."""
+        return f"{self.prefix}:purge"
+
+    @property
     def queue(self) -> str:
         """The Celery queue of this installation's tasks (`siyu worker` consumes only it)."""
         return self.prefix.replace(":", "-")
