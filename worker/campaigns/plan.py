@@ -21,7 +21,7 @@ from worker.campaigns.assignment import Sender, assigned_members
 from worker.campaigns.capacity import periods, sender_weights, simulate
 from worker.campaigns.timeparse import iso_utc
 from worker.campaigns.transitions import count_members, max_contact_id
-from worker.dispatch.caps import COUNTED
+from worker.dispatch.caps import recent_marketing_counts
 from worker.dispatch.health import current_multiplier
 from worker.limiter import (
     AccountLimits,
@@ -116,20 +116,7 @@ def _audience(
     `caps` (marketing only) are each account's recipient limits: a member its account would
     reach while at its cap now is skipped (`frequency_cap`) when the lane gets there.
     """
-    now = utcnow()
-    at = func.coalesce(D.sent_at, D.updated_at)
-    recent = (
-        select(
-            D.contact_id.label("contact_id"),
-            func.sum(case((at >= now - timedelta(days=1), 1), else_=0)).label("day"),
-            func.count().label("week"),
-        )
-        .join(tables.campaign_runs, R.id == D.run_id)
-        .join(tables.campaigns, C.id == R.campaign_id)
-        .where(D.state.in_(COUNTED), C.kind == "marketing", at >= now - timedelta(days=7))
-        .group_by(D.contact_id)
-        .subquery()
-    )
+    recent = recent_marketing_counts().subquery()
     source: FromClause = members
     if caps:
         source = members.outerjoin(recent, recent.c.contact_id == members.c.contact_id)

@@ -15,9 +15,10 @@ import uuid
 from collections import Counter
 from collections.abc import Sequence
 from datetime import timedelta
+from typing import Any
 
 import redis
-from sqlalchemy import Engine, case, func, select
+from sqlalchemy import Engine, Select, case, func, select
 
 from worker.dispatch.keys import Keys
 from worker.dispatch.lease import release_many
@@ -30,28 +31,33 @@ LOCK_MS = 120_000
 COUNTED = (DeliveryState.SENT, DeliveryState.SENDING, DeliveryState.UNKNOWN)
 
 
+def recent_marketing_counts() -> Select[Any]:
+    """Per contact: `day` (messages in the last 24 h) and `week` (in the last 7 days),
+    marketing only; add a WHERE on `D.contact_id` to narrow it.
+
+    A row in flight or ambiguous counts at its last update: it may have reached the person.
+    The lanes' cap check and `campaigns plan` both count with it.
+    """
+    now = utcnow()
+    at = func.coalesce(D.sent_at, D.updated_at)
+    return (
+        select(
+            D.contact_id.label("contact_id"),
+            func.sum(case((at >= now - timedelta(days=1), 1), else_=0)).label("day"),
+            func.count().label("week"),
+        )
+        .join(tables.campaign_runs, R.id == D.run_id)
+        .join(tables.campaigns, C.id == R.campaign_id)
+        .where(D.state.in_(COUNTED), C.kind == "marketing", at >= now - timedelta(days=7))
+        .group_by(D.contact_id)
+    )
+
+
 def recent_marketing_sends(
     engine: Engine, contact_ids: Sequence[int]
 ) -> dict[int, tuple[int, int]]:
-    """contact id -> (messages in the last 24 h, in the last 7 days), marketing only.
-
-    A row in flight or ambiguous counts at its last update: it may have reached the person.
-    """
-    now = utcnow()
-    day_ago, week_ago = now - timedelta(days=1), now - timedelta(days=7)
-    at = func.coalesce(D.sent_at, D.updated_at)
-    stmt = (
-        select(D.contact_id, func.sum(case((at >= day_ago, 1), else_=0)), func.count())
-        .join(tables.campaign_runs, R.id == D.run_id)
-        .join(tables.campaigns, C.id == R.campaign_id)
-        .where(
-            D.contact_id.in_(sorted(set(contact_ids))),
-            D.state.in_(COUNTED),
-            C.kind == "marketing",
-            at >= week_ago,
-        )
-        .group_by(D.contact_id)
-    )
+    """contact id -> (messages in the last 24 h, in the last 7 days), marketing only."""
+    stmt = recent_marketing_counts().where(D.contact_id.in_(sorted(set(contact_ids))))
     with engine.connect() as conn:
         return {row[0]: (int(row[1] or 0), int(row[2])) for row in conn.execute(stmt)}
 

@@ -11,7 +11,10 @@ write lock when it starts, so it needs neither.
 from __future__ import annotations
 
 import os
+import random
+import sqlite3
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -54,10 +57,8 @@ def _sqlite_setup(engine: Engine) -> None:
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None  # we emit BEGIN ourselves
         cur = dbapi_conn.cursor()
-        # The busy timeout first: on a new file, switching to WAL needs the file to itself,
-        # and a second process opening it at that moment must wait, not fail "locked".
         cur.execute("PRAGMA busy_timeout=60000")
-        cur.execute("PRAGMA journal_mode=WAL")
+        _switch_to_wal(cur)
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()
@@ -66,6 +67,25 @@ def _sqlite_setup(engine: Engine) -> None:
     def _on_begin(conn: Any) -> None:
         write = conn.get_execution_options().get(_WRITE_OPTION, False)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def _switch_to_wal(cur: Any, patience_s: float = 60.0) -> None:
+    """`PRAGMA journal_mode=WAL`, retried while another connection holds the file.
+
+    On a new file the switch needs the file to itself. Two processes opening it at once both
+    read it (a shared lock) and both ask for it alone: SQLite refuses one at once ("database
+    is locked") instead of calling the busy handler, which could only deadlock. The refused
+    one retries after the other has switched (then there is nothing left to do).
+    """
+    deadline = time.monotonic() + patience_s
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.02 + random.random() * 0.03)
 
 
 def make_engine(url: str) -> Engine:

@@ -150,9 +150,19 @@ def _locked(lock: FileLock, timeout_s: float, state_dir: Path) -> Iterator[None]
         lock.release()
 
 
-def _nobody_holds(path: Path) -> bool:
-    """Whether no other process holds `path` at this instant (an exclusive try, dropped)."""
-    probe = FileLock(path)
-    taken = probe.acquire(timeout_s=0)
-    probe.release()
-    return taken
+def _nobody_holds(path: Path, patience_s: float = 0.5) -> bool:
+    """Whether no other user holds `path` (exclusive tries, dropped, for `patience_s`).
+
+    The supervisor itself takes the users lock exclusively for an instant whenever the last
+    user lets go (its "wait until unused" barrier): one try can land in that instant and
+    take the supervisor for a user, and the last user would then not wait for the shutdown.
+    A real user holds it for its whole life, so it fails every try.
+    """
+    deadline = time.monotonic() + patience_s
+    while True:
+        probe = FileLock(path)
+        taken = probe.acquire(timeout_s=0)
+        probe.release()
+        if taken or time.monotonic() >= deadline:
+            return taken
+        time.sleep(0.01)
