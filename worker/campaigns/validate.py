@@ -101,17 +101,8 @@ def render_members(
 
     def renderer_for(channel: str) -> tuple[MessageRenderer, int]:
         if channel not in renderers:
-            renderers[channel] = (
-                MessageRenderer(
-                    Path(str(templates_dir)),
-                    template,
-                    variables,
-                    campaign=campaign,
-                    channel=channel,
-                    tracking_secret=_secret(),
-                ),
-                channel_class(channel).max_text_len,
-            )
+            renderer = _renderer(templates_dir, template, variables, campaign, channel)
+            renderers[channel] = (renderer, channel_class(channel).max_text_len)
         return renderers[channel]
 
     # Compiled up front, so a template that does not compile fails with no member at all.
@@ -199,14 +190,7 @@ def render_samples(
 ) -> list[Rendered]:
     """Render for the first `limit` members; raises `TemplateError` with file and line."""
     channel = accounts[0].channel if accounts else "memory"
-    renderer = MessageRenderer(
-        Path(str(templates_dir)),
-        template,
-        variables,
-        campaign=campaign,
-        channel=channel,
-        tracking_secret=_secret(),
-    )
+    renderer = _renderer(templates_dir, template, variables, campaign, channel)
     max_len, _ = _max_len(accounts)
     with engine.connect() as conn:
         members = conn.execute(member_query(expression, 0, 2**31 - 1, limit)).all()
@@ -226,7 +210,17 @@ def render_samples(
     return out
 
 
-def _secret() -> str:
+def _renderer(
+    templates_dir: object, template: str, variables: dict[str, str], campaign: str, channel: str
+) -> MessageRenderer:
+    """The campaign's template compiled for `channel`; `TemplateError` if it does not compile."""
     from worker.config import get_settings
 
-    return get_settings().tracking_secret
+    return MessageRenderer(
+        Path(str(templates_dir)),
+        template,
+        variables,
+        campaign=campaign,
+        channel=channel,
+        tracking_secret=get_settings().tracking_secret,
+    )

@@ -11,15 +11,16 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC
+from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy import Connection, Engine, select, update
+from sqlalchemy import Connection, Engine, Table, select, update
 
 from worker.store import tables
 from worker.store.db import dialect_insert, for_writing
 from worker.store.models import ConversationStatus, utcnow
 
-A, CT, CV, M = tables.accounts.c, tables.contacts.c, tables.conversations.c, tables.messages.c
+A, CV, M = tables.accounts.c, tables.conversations.c, tables.messages.c
 MAX_TEXT = 4000  # characters; longer messages are refused, not cut
 
 
@@ -101,40 +102,31 @@ def record_inbound(engine: Engine, channel: str, payload: InboundPayload) -> Sto
 
 def _contact(conn: Connection, channel: str, external_id: str) -> int:
     """The contact `external_id` of `channel`, made (bound to nobody) if it is new."""
-    now = utcnow()
-    conn.execute(
-        dialect_insert(conn)(tables.contacts)
-        .values(
-            channel=channel,
-            external_id=external_id,
-            name="",
-            tags=[],
-            attrs={},
-            created_at=now,
-            updated_at=now,
-        )
-        .on_conflict_do_nothing(index_elements=["channel", "external_id"])
+    return _ensure(
+        conn,
+        tables.contacts,
+        {"channel": channel, "external_id": external_id},
+        {"name": "", "tags": [], "attrs": {}},
     )
-    found = conn.execute(
-        select(CT.id).where(CT.channel == channel, CT.external_id == external_id)
-    ).scalar_one()
-    return int(found)
 
 
 def _conversation(conn: Connection, contact_id: int, account_id: int) -> int:
+    return _ensure(
+        conn,
+        tables.conversations,
+        {"contact_id": contact_id, "account_id": account_id},
+        {"status": ConversationStatus.ASSISTANT},
+    )
+
+
+def _ensure(conn: Connection, table: Table, key: dict[str, Any], extra: dict[str, Any]) -> int:
+    """The id of `table`'s row with `key` (its unique columns), inserted with `extra` if none:
+    INSERT ... ON CONFLICT DO NOTHING then a read, so two deliveries at once make one row."""
     now = utcnow()
     conn.execute(
-        dialect_insert(conn)(tables.conversations)
-        .values(
-            contact_id=contact_id,
-            account_id=account_id,
-            status=ConversationStatus.ASSISTANT,
-            created_at=now,
-            updated_at=now,
-        )
-        .on_conflict_do_nothing(index_elements=["contact_id", "account_id"])
+        dialect_insert(conn)(table)
+        .values(**key, **extra, created_at=now, updated_at=now)
+        .on_conflict_do_nothing(index_elements=list(key))
     )
-    found = conn.execute(
-        select(CV.id).where(CV.contact_id == contact_id, CV.account_id == account_id)
-    ).scalar_one()
-    return int(found)
+    where = [table.c[name] == value for name, value in key.items()]
+    return int(conn.execute(select(table.c.id).where(*where)).scalar_one())
