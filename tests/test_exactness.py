@@ -368,7 +368,9 @@ class RecordingPacer(Unpaced):
         self.reserved: list[int] = []
         self.released = 0
 
-    def reserve(self, count: int, *, not_after: float | None = None) -> list[float]:
+    def reserve(
+        self, count: int, *, not_after: float | None = None, paced: bool = True
+    ) -> list[float]:
         self.reserved.append(count)
         return super().reserve(count, not_after=not_after)
 

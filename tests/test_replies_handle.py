@@ -59,8 +59,8 @@ def inbound(ctx: Context, text: str, sender: str = "u000002", n: list[int] = [0]
 
 
 def handled(ctx: Context, text: str, sender: str = "u000002") -> str | None:
-    decision = handle_inbound(ctx.engine, ctx.settings, inbound(ctx, text, sender))
-    return None if decision is None else str(decision.action)
+    done = handle_inbound(ctx.engine, ctx.settings, inbound(ctx, text, sender))
+    return None if done is None else str(done.decision.action)
 
 
 def rows(ctx: Context, query: object) -> list[tuple[object, ...]]:
@@ -78,15 +78,19 @@ def test_an_opt_out_mid_campaign_skips_the_pending_delivery_and_later_campaigns(
     add_campaign(ctx, "c1", ["a1"])
     materialise(ctx, start(ctx, "c1").id)  # type: ignore[arg-type]
     assert handled(ctx, "退订") == "opt_out"
-    states = dict(rows(ctx, select(CT.external_id, D.state).join(tables.contacts)))
-    assert states == {"u000001": "pending", "u000002": "skipped", "u000003": "pending"}
+    sends = select(CT.external_id, D.state).join(tables.contacts).where(D.run_id.is_not(None))
+    assert dict(rows(ctx, sends)) == {
+        "u000001": "pending",
+        "u000002": "skipped",
+        "u000003": "pending",
+    }
     assert rows(ctx, select(D.reason).where(D.state == "skipped")) == [("opted_out",)]
     assert rows(ctx, select(S.reason)) == [("opted_out",)]
     [confirmation] = outbound(ctx)
     assert "退订" in confirmation
     add_campaign(ctx, "c2", ["a1"], where="tag = python")
     materialise(ctx, start(ctx, "c2", force=False).id)  # type: ignore[arg-type]
-    later = rows(ctx, select(CT.external_id, D.state, D.reason).join(tables.contacts))
+    later = rows(ctx, sends.add_columns(D.reason))
     assert ("u000002", "skipped", "opted_out") in later[3:]
 
 
@@ -108,7 +112,18 @@ def test_a_knowledge_question_is_answered_from_the_knowledge_with_its_source(
     assert sources and all(str(s).startswith("knowledge/") for s in sources)  # type: ignore[attr-defined]
     [answer] = outbound(ctx)
     assert "699" in answer
-    assert rows(ctx, select(M.state).where(M.inbound.is_(False))) == [("queued",)]
+    # Queued as a reply delivery through the same account, due after reading and typing time.
+    [(state, account_id, run_id, due, made)] = rows(
+        ctx,
+        select(D.state, D.account_id, D.run_id, D.not_before, D.created_at)
+        .join(tables.messages, M.id == D.message_id)
+        .where(M.inbound.is_(False)),
+    )
+    assert (state, account_id, run_id) == ("pending", 1, None)
+    settings = ctx.settings
+    wait = (due - made).total_seconds()  # type: ignore[operator]
+    assert settings.reply_delay_min_s + len(answer) / settings.reply_typing_cps * 0.85 <= wait
+    assert wait <= settings.reply_delay_max_s
 
 
 def test_a_handoff_waits_in_the_inbox_and_gets_no_automatic_answer(
@@ -156,9 +171,10 @@ def test_two_tasks_that_loaded_the_same_message_record_one_decision(ctx: Context
     first, second = handle._load(ctx.engine, message_id), handle._load(ctx.engine, message_id)
     assert first is not None and second is not None
     decision = Decision(Action.REPLY, "早鸟价 699 元", "test")
-    assert handle._record(ctx.engine, first, decision) is True
-    assert handle._record(ctx.engine, second, decision) is False
+    assert handle._record(ctx.engine, first, decision, 0.0) is True
+    assert handle._record(ctx.engine, second, decision, 0.0) is False
     assert outbound(ctx) == ["早鸟价 699 元"]
+    assert rows(ctx, select(D.message_id).where(D.run_id.is_(None))) == [(2,)], "one delivery"
 
 
 def test_the_tick_purges_conversations_past_their_retention_at_most_hourly(ctx: Context) -> None:

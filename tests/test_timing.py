@@ -48,7 +48,9 @@ class Pacer:
     def batch_size(self, default: int) -> int:
         return default
 
-    def reserve(self, count: int, *, not_after: float | None = None) -> list[float]:
+    def reserve(
+        self, count: int, *, not_after: float | None = None, paced: bool = True
+    ) -> list[float]:
         self.asked.append((count, not_after))
         return [t for t in self.fresh if not_after is None or t < not_after][:count]
 

@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -39,6 +39,13 @@ class Settings(BaseSettings):
     llm_history_turns: int = Field(default=6, ge=0, le=50)  # earlier messages the model sees
     # A line appended to every reply the LLM writes, e.g. "（本回复由 AI 助手生成）"; empty: none.
     reply_disclosure: str = Field(default="", max_length=200)
+    # An automatic reply waits as long as a person would take to read the message and type
+    # the answer: min + len(message) / read_cps + len(answer) / typing_cps, at most max
+    # (max 0: at once). It then goes ahead of campaign sends, under the account's limits.
+    reply_delay_min_s: float = Field(default=2.0, ge=0, le=300)
+    reply_delay_max_s: float = Field(default=20.0, ge=0, le=300)
+    reply_read_cps: float = Field(default=20.0, gt=0, le=1000)
+    reply_typing_cps: float = Field(default=6.0, gt=0, le=1000)
     api_token: str | None = None
     webhook_secret: str | None = None
     # Conversations quiet for longer are deleted with their messages by the tick (hourly).
@@ -67,6 +74,15 @@ class Settings(BaseSettings):
     @classmethod
     def _llm_base_url(cls, value: str | None) -> str | None:
         return None if value is None else normalise_llm_base_url(value)
+
+    @model_validator(mode="after")
+    def _reply_delay_bounds(self) -> Settings:
+        if 0 < self.reply_delay_max_s < self.reply_delay_min_s:
+            raise ValueError(
+                f"SIYU_REPLY_DELAY_MIN_S ({self.reply_delay_min_s:g}) is above "
+                f"SIYU_REPLY_DELAY_MAX_S ({self.reply_delay_max_s:g})"
+            )
+        return self
 
     @field_validator("reply_disclosure")
     @classmethod

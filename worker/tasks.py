@@ -50,12 +50,16 @@ def tick_task() -> None:
 
 @celery_app.task(name="siyu.reply")
 def reply_task(message_id: int) -> str | None:
-    """Decide what to do with one stored inbound message (opt-out, handoff, answer)."""
+    """Decide what to do with one stored inbound message (opt-out, handoff, answer), and wake
+    the account's lane for when the answer is due (the tick would, a little later)."""
+    from worker.dispatch.kick import kick_lane
     from worker.replies.handle import handle_inbound
 
     ctx = get_context()
-    decision = handle_inbound(ctx.engine, ctx.settings, message_id)
-    if decision is None:
+    handled = handle_inbound(ctx.engine, ctx.settings, message_id)
+    if handled is None:
         return None
-    log.info("inbound message %s: %s", message_id, decision.action)  # no text: privacy
-    return str(decision.action)
+    if handled.reply_in_s is not None:
+        kick_lane(ctx, handled.account_id, countdown_s=handled.reply_in_s or None)
+    log.info("inbound message %s: %s", message_id, handled.decision.action)  # no text: privacy
+    return str(handled.decision.action)

@@ -10,6 +10,7 @@ import pytest
 
 from worker.cli import main
 from worker.config import get_settings
+from worker.runtime import set_context
 from worker.store.db import reset_engines
 
 
@@ -39,13 +40,16 @@ def run_siyu(capsys: pytest.CaptureFixture[str], *args: str) -> Outcome:
 def siyu_on(
     db_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> Iterator[Siyu]:
-    """A `siyu(*args)` whose settings point at `db_url`; settings and engines are fresh."""
+    """A `siyu(*args)` whose settings point at `db_url`; settings, engines and the process's
+    context are fresh."""
     monkeypatch.setenv("SIYU_DATABASE_URL", db_url)
     get_settings.cache_clear()
     reset_engines()
+    set_context(None)
     try:
         yield lambda *args: run_siyu(capsys, *args)
     finally:
+        set_context(None)
         reset_engines()
         get_settings.cache_clear()
 

@@ -86,6 +86,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 def _setting_error(exc: pydantic.ValidationError) -> str:
     """`SIYU_CLAIM_BATCH: Input should be ...; got '0'` for the first bad setting."""
     first = exc.errors()[0]
+    if not first["loc"]:  # a rule across settings: its message names them
+        return str(first["msg"]).removeprefix("Value error, ")
     name = "SIYU_" + "_".join(str(part) for part in first["loc"]).upper()
     value = first.get("input")
     got = f"; got {value!r}" if isinstance(value, str | int | float) else ""

@@ -1,4 +1,5 @@
-"""`siyu inbox` and `siyu conversations show`: what the reply assistant decided, and why."""
+"""`siyu inbox`, `siyu reply` and `siyu conversations show`: the conversations with learners,
+what the reply assistant decided and why, and a person's answers."""
 
 from __future__ import annotations
 
@@ -40,6 +41,30 @@ def inbox(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> 
             say(f"  {message['at']} {message['from']}: {message['text']}")
 
 
+def reply(
+    conversation: str = typer.Argument(
+        ..., help="The conversation's number, as `siyu inbox` shows it (12 or #12)."
+    ),
+    text: str = typer.Argument(..., help="What to send, as one argument (quote it)."),
+) -> None:
+    """Answer a conversation through the account the learner wrote to, and close its handoff.
+
+    It goes ahead of campaign sends, under the account's limits, exactly once.
+
+    Example:
+    siyu reply 12 "您好，早鸟价截止到 12 月 10 日，我把报名链接发给您"
+    """
+    from worker.replies.human import reply_as_person, reply_notes
+    from worker.runtime import get_context
+
+    sent = reply_as_person(get_context(), conversation, text)
+    closed = "; the handoff is closed" if sent.was_waiting else ""
+    where = f"conversation #{sent.conversation_id}"
+    say(f"reply to {sent.contact} via {sent.account} queued ({where}){closed}")
+    for note in reply_notes(sent):
+        typer.echo(f"warning: {note}", err=True)
+
+
 @conversations.command("show")
 def show(
     external_id: str = typer.Argument(..., help="The learner's external id."),
@@ -67,7 +92,12 @@ def show(
 
 def _explained(message: dict[str, Any]) -> list[str]:
     if "decision" not in message:
-        return [f"state: {message['state']}"]
+        state = message["state"] or "not queued"
+        if message.get("state_reason"):
+            state += f" ({message['state_reason']})"
+        if message.get("sent_at"):
+            state += f" at {message['sent_at']}"
+        return [f"delivery: {state}"]
     if message["decision"] is None:
         return ["not decided yet"]
     lines = [f"{message['decision']}: {message['reason']}"]
@@ -80,4 +110,5 @@ def _explained(message: dict[str, Any]) -> list[str]:
 
 def register(app: typer.Typer) -> None:
     app.command("inbox")(inbox)
+    app.command("reply")(reply)
     app.add_typer(conversations, name="conversations")

@@ -3,13 +3,17 @@
 One renderer per run is compiled on first use and kept for the lane's slice; a template
 that fails (compile or per recipient) fails only the rows it concerns, with file and line:
 `failed`, or `skipped` when the campaign was created with --skip-unrenderable.
+
+A reply row carries its text in its outbound message; whether it may reach a suppressed
+contact is decided by the last look (`outbox.mark_sending`), not here.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
 from worker.channels.base import OutboundMessage
 from worker.config import Settings
@@ -17,14 +21,23 @@ from worker.dispatch import runs
 from worker.dispatch.outbox import Claimed, Outcome
 from worker.dispatch.recipients import load_batch
 from worker.render import MessageRenderer, RecipientView, TemplateError, check_length
+from worker.store import tables
 from worker.store.models import DeliveryState
 
+M = tables.messages.c
 
-def idempotency_key(installation: str, run_id: int, contact_id: int) -> str:
+
+def idempotency_key(
+    installation: str, run_id: int | None, contact_id: int, message_id: int | None = None
+) -> str:
     """Stable across every retry and every worker: the platform dedupes on it.
 
-    The installation id keeps two databases that share a platform account apart (DESIGN 16).
+    A campaign send is keyed by run and contact, a reply by its outbound message (one per
+    inbound message's decision, or per `siyu reply`). The installation id keeps two
+    databases that share a platform account apart (DESIGN 16).
     """
+    if message_id is not None:
+        return f"siyu-{installation}-m{message_id}"
     return f"siyu-{installation}-{run_id}-{contact_id}"
 
 
@@ -51,27 +64,41 @@ class Composer:
     ) -> Prepared:
         contact_ids = [c.contact_id for c in batch]
         views, suppressed = load_batch(engine, contact_ids)
+        replies = reply_texts(engine, [c.message_id for c in batch if c.message_id is not None])
         out = Prepared()
         for claimed in batch:
             reason = suppressed.get(claimed.contact_id)
             view = views.get(claimed.contact_id)
-            if reason is not None or view is None:
+            if view is None or (reason is not None and claimed.message_id is None):
                 out.done.append(
                     Outcome(claimed.id, DeliveryState.SKIPPED, reason=reason or "contact_deleted")
                 )
                 continue
-            text = self._render(claimed, view, live)
+            if claimed.message_id is not None:
+                text = self._reply(claimed, view, replies[claimed.message_id])
+            else:
+                assert claimed.run_id is not None  # a row carries a message or belongs to a run
+                text = self._render(claimed, claimed.run_id, view, live)
             if isinstance(text, Outcome):
                 out.done.append(text)
                 continue
-            key = idempotency_key(self.installation, claimed.run_id, claimed.contact_id)
+            key = idempotency_key(
+                self.installation, claimed.run_id, claimed.contact_id, claimed.message_id
+            )
             out.todo.append((claimed, OutboundMessage(view.external_id, text, key)))
         return out
 
+    def _reply(self, claimed: Claimed, view: RecipientView, text: str) -> str | Outcome:
+        try:
+            check_length(text, self.max_text_len, template="reply", recipient=view.external_id)
+        except TemplateError as exc:
+            return Outcome(claimed.id, DeliveryState.FAILED, reason="too_long", error=str(exc))
+        return text
+
     def _render(
-        self, claimed: Claimed, view: RecipientView, live: dict[int, runs.RunInfo]
+        self, claimed: Claimed, run_id: int, view: RecipientView, live: dict[int, runs.RunInfo]
     ) -> str | Outcome:
-        renderer = self._renderer(claimed.run_id, live)
+        renderer = self._renderer(run_id, live)
         try:
             if isinstance(renderer, TemplateError):
                 raise renderer
@@ -83,7 +110,7 @@ class Composer:
                 recipient=view.external_id,
             )
         except TemplateError as exc:
-            skip = live[claimed.run_id].skip_unrenderable
+            skip = live[run_id].skip_unrenderable
             state = DeliveryState.SKIPPED if skip else DeliveryState.FAILED
             return Outcome(claimed.id, state, reason="render_error", error=str(exc))
         return text
@@ -107,3 +134,12 @@ class Composer:
                 cached = exc
             self.renderers[run_id] = cached
         return cached
+
+
+def reply_texts(engine: Engine, message_ids: Sequence[int]) -> dict[int, str]:
+    """The text of each outbound message a reply row carries."""
+    if not message_ids:
+        return {}
+    with engine.connect() as conn:
+        rows = conn.execute(select(M.id, M.text).where(M.id.in_(message_ids))).all()
+    return {row[0]: row[1] for row in rows}

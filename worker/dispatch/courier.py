@@ -158,7 +158,7 @@ class Courier:
             item.claimed.attempts + 1,
             item.message,
             self.max_attempts,
-            before_retry=lambda: self._retry_slot(item.not_after),
+            before_retry=lambda: self._retry_slot(item),
         )
         if report.outcome is not None:
             self.tally.outcomes.append(report.outcome)
@@ -169,9 +169,11 @@ class Courier:
         if report.stop:
             self.tally.stop = report.stop
 
-    def _retry_slot(self, not_after: float) -> bool:
+    def _retry_slot(self, item: Item) -> bool:
         """A retry is a send like any other: a slot of its own, the actual-time guard, the fence."""
-        fresh = self.pacer.reserve(1, not_after=not_after)
+        fresh = self.pacer.reserve(
+            1, not_after=item.not_after, paced=item.claimed.run_id is not None
+        )
         if not fresh:
             return False
         if not self.timer.wait_until(fresh[0]):

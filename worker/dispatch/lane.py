@@ -156,15 +156,18 @@ class Lane:
         return True
 
     def _claim(self, live: dict[int, runs.RunInfo]) -> list[Claimed]:
-        """Claim the next batch; service runs (replies) go before marketing sends."""
+        """Claim the next batch: replies first, then service runs, then marketing sends."""
         size = self.pacer.batch_size(self.ctx.settings.claim_batch)
         service = [r for r, info in live.items() if info.kind == "service"]
-        ordered = [service, [r for r in live if r not in service]] if service else [list(live)]
-        for run_ids in ordered:
+        others = [r for r in live if r not in service]
+        token, lease_s = self.fence.token, self.fence.db_lease_s
+        groups: tuple[list[int] | None, ...] = (None, service, others)  # None: the replies
+        for run_ids in groups:
             asked = self.fence.clock()
-            batch = outbox.claim(
-                self.engine, self.account.id, run_ids, size, self.fence.token, self.fence.db_lease_s
-            )
+            if run_ids is None:
+                batch = outbox.claim_replies(self.engine, self.account.id, size, token, lease_s)
+            else:
+                batch = outbox.claim(self.engine, self.account.id, run_ids, size, token, lease_s)
             if batch:
                 self.fence.hold([c.id for c in batch], asked)
                 return batch
@@ -198,14 +201,17 @@ class Lane:
         prepared = self.composer.prepare(self.engine, batch, live)
         outbox.settle(self.engine, prepared.done, self.fence.token)
         todo = [
-            (claimed, message, self.kinds.get(claimed.run_id) == "marketing")
-            for claimed, message in prepared.todo
+            (claimed, message, self._is_marketing(claimed)) for claimed, message in prepared.todo
         ]
         todo = self._drop_capped(todo)
         if not todo:
             return
-        ends = {run_id: self._not_after(info) for run_id, info in live.items()}
-        times = self.pacer.reserve(len(todo), not_after=max(ends[c.run_id] for c, _, _ in todo))
+        ends: dict[int | None, float] = {r: self._not_after(info) for r, info in live.items()}
+        ends[None] = self.deadline  # a reply: only the slice bounds it
+        replies = todo[0][0].run_id is None  # a batch is all replies or all campaign sends
+        times = self.pacer.reserve(
+            len(todo), not_after=max(ends[c.run_id] for c, _, _ in todo), paced=not replies
+        )
         items, rest = [], []
         for (claimed, message, marketing), at in zip(todo, times, strict=False):
             if at < ends[claimed.run_id]:
@@ -219,6 +225,10 @@ class Lane:
             self.waiting_until = self.pacer.next_open_s or self.clock() + 1.0
         outbox.release(self.engine, rest, self.fence.token)
         self._send_all(items)
+
+    def _is_marketing(self, claimed: Claimed) -> bool:
+        """Marketing sends count toward recipient caps; replies and service runs do not."""
+        return claimed.run_id is not None and self.kinds.get(claimed.run_id) == "marketing"
 
     def _drop_capped(self, todo: list[Todo]) -> list[Todo]:
         """Skip marketing recipients already over a cap before any slot is reserved for them."""

@@ -31,9 +31,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 
+from worker.replies.model import Action
 from worker.store import tables
 from worker.store.db import is_sqlite
-from worker.store.models import CampaignStatus, Delivery, DeliveryState, utcnow
+from worker.store.models import Author, CampaignStatus, Delivery, DeliveryState, utcnow
 
 D = tables.deliveries.c
 R = tables.campaign_runs.c
@@ -55,9 +56,10 @@ SETTLE_COLUMNS: dict[str, Any] = {
 @dataclass(frozen=True, slots=True)
 class Claimed:
     id: int
-    run_id: int
+    run_id: int | None  # None: a reply, carrying the outbound message `message_id`
     contact_id: int
     attempts: int
+    message_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,18 +84,36 @@ def claim(
     owner: str,
     lease_s: float,
 ) -> list[Claimed]:
-    """Move up to `limit` due pending rows of this account to `claimed` under `owner`.
+    """Move up to `limit` due pending rows of these runs for this account to `claimed`."""
+    if not run_ids:
+        return []
+    return _claim(engine, account_id, D.run_id.in_(run_ids), limit, owner, lease_s)
 
-    PostgreSQL: `FOR UPDATE SKIP LOCKED` in the sub-select; SQLite: the surrounding
-    `BEGIN IMMEDIATE` transaction serialises claimers (see worker.store.db).
-    """
-    if not run_ids or limit <= 0:
+
+def claim_replies(
+    engine: Engine, account_id: int, limit: int, owner: str, lease_s: float
+) -> list[Claimed]:
+    """Like `claim`, for the account's due replies (rows that carry a message, not a run)."""
+    return _claim(engine, account_id, D.run_id.is_(None), limit, owner, lease_s)
+
+
+def _claim(
+    engine: Engine,
+    account_id: int,
+    which: ColumnElement[bool],
+    limit: int,
+    owner: str,
+    lease_s: float,
+) -> list[Claimed]:
+    """PostgreSQL: `FOR UPDATE SKIP LOCKED` in the sub-select; SQLite: the surrounding
+    `BEGIN IMMEDIATE` transaction serialises claimers (see worker.store.db)."""
+    if limit <= 0:
         return []
     now = utcnow()
     due = select(D.id).where(
         D.account_id == account_id,
         D.state == DeliveryState.PENDING,
-        D.run_id.in_(run_ids),
+        which,
         or_(D.not_before.is_(None), D.not_before <= now),
     )
     due = due.order_by(D.id).limit(limit)
@@ -108,7 +128,7 @@ def claim(
             lease_until=now + timedelta(seconds=lease_s),
             updated_at=now,
         )
-        .returning(D.id, D.run_id, D.contact_id, D.attempts)
+        .returning(D.id, D.run_id, D.contact_id, D.attempts, D.message_id)
     )
     with engine.begin() as conn:
         rows = conn.execute(stmt).all()
@@ -120,7 +140,9 @@ def mark_sending(engine: Engine, ids: Iterable[int], owner: str) -> set[int]:
 
     The last look (DESIGN 15) is part of the same statement: the contact is not suppressed
     and the row's run is still running, as of the moment the row is marked, so an opt-out or
-    a pause committed a second ago is honoured. `last_look_misses` says why a row failed it.
+    a pause committed a second ago is honoured. A reply has no run; it passes a suppression
+    only when it confirms the opt-out or a person wrote it (`reaches_suppressed`).
+    `last_look_misses` says why a row failed it.
     """
     ids = list(ids)
     if not ids:
@@ -133,14 +155,24 @@ def mark_sending(engine: Engine, ids: Iterable[int], owner: str) -> set[int]:
             D.id.in_(ids),
             D.state == DeliveryState.CLAIMED,
             D.lease_owner == owner,
-            ~suppressed,
-            running,
+            or_(~suppressed, reaches_suppressed()),
+            or_(D.run_id.is_(None), running),
         )
         .values(state=DeliveryState.SENDING, attempts=D.attempts + 1, updated_at=utcnow())
         .returning(D.id)
     )
     with engine.begin() as conn:
         return {row[0] for row in conn.execute(stmt)}
+
+
+def reaches_suppressed() -> ColumnElement[bool]:
+    """The delivery is a reply that may reach a suppressed contact: the opt-out's own
+    confirmation, or an answer a person wrote (`siyu reply`). An automatic answer may not."""
+    M = tables.messages.c
+    return exists().where(
+        M.id == D.message_id,
+        or_(M.action == Action.OPT_OUT, M.author == Author.HUMAN),
+    )
 
 
 def last_look_misses(engine: Engine, ids: Iterable[int], owner: str) -> list[Outcome]:

@@ -160,9 +160,11 @@ class LimiterPacer:
             size = min(size, 1 + int(HORIZON_S / self.gap_s))
         return size
 
-    def reserve(self, count: int, *, not_after: float | None = None) -> list[float]:
+    def reserve(
+        self, count: int, *, not_after: float | None = None, paced: bool = True
+    ) -> list[float]:
         self.next_open_s = None
-        if self.gap_s <= 0:
+        if self.gap_s <= 0 or not paced:
             slots = self.limiter.reserve_until(count, not_after=not_after)
             self.next_open_s = slots.next_open_s
             return slots.times_s

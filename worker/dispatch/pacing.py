@@ -16,11 +16,14 @@ class Pacer(Protocol):
         """How many rows to claim now (small for slow accounts, so leases stay short)."""
         ...
 
-    def reserve(self, count: int, *, not_after: float | None = None) -> list[float]:
+    def reserve(
+        self, count: int, *, not_after: float | None = None, paced: bool = True
+    ) -> list[float]:
         """Up to `count` ascending epoch-second send times before `not_after`.
 
         Fewer than `count` means no more fit now; `next_open_s` then says when to ask again.
-        Every returned time is already counted against the account's limits.
+        Every returned time is already counted against the account's limits. `paced=False`
+        asks for the limits alone, without pacing toward the runs' end times (replies).
         """
         ...
 
@@ -40,7 +43,9 @@ class Unpaced:
     def batch_size(self, default: int) -> int:
         return default
 
-    def reserve(self, count: int, *, not_after: float | None = None) -> list[float]:
+    def reserve(
+        self, count: int, *, not_after: float | None = None, paced: bool = True
+    ) -> list[float]:
         return [float(self._clock())] * count
 
     def release(self, times: Sequence[float]) -> None:

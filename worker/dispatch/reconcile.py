@@ -123,6 +123,7 @@ def _lookup_all(
 def _rows(ctx: Context, ids: list[int]) -> dict[int, tuple[str, int]]:
     """delivery id -> (idempotency key, attempts so far)."""
     installation = installation_id(ctx.engine)
-    stmt = select(D.id, D.run_id, D.contact_id, D.attempts).where(D.id.in_(ids))
+    stmt = select(D.id, D.run_id, D.contact_id, D.message_id, D.attempts).where(D.id.in_(ids))
     with ctx.engine.connect() as conn:
-        return {r[0]: (idempotency_key(installation, r[1], r[2]), r[3]) for r in conn.execute(stmt)}
+        rows = conn.execute(stmt).all()
+    return {r[0]: (idempotency_key(installation, r[1], r[2], r[3]), r[4]) for r in rows}

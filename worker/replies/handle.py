@@ -8,11 +8,13 @@ twice:
    meet the suppression at its last look before the send (DESIGN 15);
 2. handoff: the conversation waits in the human queue (`siyu inbox`) with the reason;
 3. the decision (action, reason, sources, any answer the guardrails withheld) is recorded on
-   the message by a compare-and-set, and the answer is queued as an outbound message.
+   the message by a compare-and-set, and in the same transaction the answer is queued as an
+   outbound message with its delivery (`outgoing.queue_reply`), due after a human-like delay:
+   one answer per inbound message, however often the task runs.
 
-A conversation already waiting for a person gets no automatic answer: only an opt-out still
-applies. Outbound messages are `queued`: their delivery through the account's lane is the
-next step of issue 9 (item 6) and is not built yet.
+A conversation already waiting for a person gets no automatic answer, and neither does a
+contact who opted out earlier (a person decides whether to answer them): only an opt-out
+still applies.
 """
 
 from __future__ import annotations
@@ -21,21 +23,30 @@ import functools
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Engine, desc, select, update
+from sqlalchemy import Engine, desc, exists, select, update
 
 from worker.config import Settings
 from worker.replies.model import Action, Decision, Question, Responder, Turn
+from worker.replies.outgoing import queue_reply, reply_delay_s
 from worker.replies.pipeline import decide
 from worker.replies.responder import RetrievalResponder
 from worker.replies.retrieval import Retriever
 from worker.services.suppressions import suppress_contacts
 from worker.store import tables
 from worker.store.db import for_writing
-from worker.store.models import ConversationStatus, DeliveryState, utcnow
+from worker.store.models import Author, ConversationStatus, DeliveryState, utcnow
 
 M, CV, CT, A = tables.messages.c, tables.conversations.c, tables.contacts.c, tables.accounts.c
 D, R, C = tables.deliveries.c, tables.campaign_runs.c, tables.campaigns.c
-QUEUED = "queued"  # an outbound message not yet handed to the account's lane
+
+
+@dataclass(frozen=True, slots=True)
+class Handled:
+    """A recorded decision; `reply_in_s` is when its answer is due (None: no answer)."""
+
+    decision: Decision
+    account_id: int
+    reply_in_s: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,9 +59,10 @@ class Inbound:
     account: str
     text: str
     waiting_for_person: bool
+    opted_out: bool
 
 
-def handle_inbound(engine: Engine, settings: Settings, message_id: int) -> Decision | None:
+def handle_inbound(engine: Engine, settings: Settings, message_id: int) -> Handled | None:
     """Decide and apply; None when the message was decided before (or does not exist)."""
     inbound = _load(engine, message_id)
     if inbound is None:
@@ -62,19 +74,24 @@ def handle_inbound(engine: Engine, settings: Settings, message_id: int) -> Decis
         variables=_campaign_variables(engine, inbound),
     )
     decision = decide(question, _retriever(settings.templates_dir), _responder(settings))
-    if inbound.waiting_for_person and decision.action != Action.OPT_OUT:
+    if decision.action != Action.OPT_OUT and (inbound.waiting_for_person or inbound.opted_out):
+        why = "waiting for a person" if inbound.waiting_for_person else "opted out earlier"
         decision = Decision(
-            Action.HANDOFF, "", f"waiting for a person; the assistant would have: {decision.reason}"
+            Action.HANDOFF, "", f"{why}; the assistant would have: {decision.reason}"
         )
     if decision.action == Action.OPT_OUT:
         suppress_contacts(engine, [inbound.external_id], reason="opted_out")
         _skip_pending(engine, inbound.external_id)
-    return decision if _record(engine, inbound, decision) else None
+    delay_s = reply_delay_s(settings, inbound.text, decision.text) if decision.text else None
+    if not _record(engine, inbound, decision, delay_s or 0.0):
+        return None
+    return Handled(decision, inbound.account_id, delay_s)
 
 
 def _load(engine: Engine, message_id: int) -> Inbound | None:
+    opted_out = exists().where(tables.suppressions.c.contact_id == CT.id)
     stmt = (
-        select(M.id, CV.id, CT.id, A.id, CT.external_id, A.name, M.text, CV.status)
+        select(M.id, CV.id, CT.id, A.id, CT.external_id, A.name, M.text, CV.status, opted_out)
         .join(tables.conversations, CV.id == M.conversation_id)
         .join(tables.contacts, CT.id == CV.contact_id)
         .join(tables.accounts, A.id == CV.account_id)
@@ -84,7 +101,18 @@ def _load(engine: Engine, message_id: int) -> Inbound | None:
         row = conn.execute(stmt).first()
     if row is None:
         return None
-    return Inbound(*row[:7], waiting_for_person=row[7] == ConversationStatus.HUMAN)
+    message, conversation, contact, account_id, external_id, account, text, status, out = row
+    return Inbound(
+        message,
+        conversation,
+        contact,
+        account_id,
+        external_id,
+        account,
+        text,
+        waiting_for_person=status == ConversationStatus.HUMAN,
+        opted_out=bool(out),
+    )
 
 
 def _history(engine: Engine, inbound: Inbound, turns: int) -> tuple[Turn, ...]:
@@ -131,9 +159,9 @@ def _skip_pending(engine: Engine, external_id: str) -> None:
         )
 
 
-def _record(engine: Engine, inbound: Inbound, decision: Decision) -> bool:
-    """Record `decision` once (compare-and-set on `decided_at`); False if already recorded."""
-    now = utcnow()
+def _record(engine: Engine, inbound: Inbound, decision: Decision, delay_s: float) -> bool:
+    """Record `decision` once (compare-and-set on `decided_at`) and queue its answer in the
+    same transaction; False if already recorded."""
     with for_writing(engine).begin() as conn:
         recorded = conn.execute(
             update(tables.messages)
@@ -143,7 +171,7 @@ def _record(engine: Engine, inbound: Inbound, decision: Decision) -> bool:
                 reason=decision.reason,
                 sources=list(decision.sources),
                 withheld=decision.withheld,
-                decided_at=now,
+                decided_at=utcnow(),
             )
         ).rowcount
         if not recorded:
@@ -155,15 +183,15 @@ def _record(engine: Engine, inbound: Inbound, decision: Decision) -> bool:
                 .values(status=ConversationStatus.HUMAN, handoff_reason=decision.reason)
             )
         if decision.text:
-            conn.execute(
-                tables.messages.insert().values(
-                    conversation_id=inbound.conversation_id,
-                    inbound=False,
-                    author="assistant",
-                    text=decision.text,
-                    state=QUEUED,
-                    created_at=now,
-                )
+            queue_reply(
+                conn,
+                conversation_id=inbound.conversation_id,
+                contact_id=inbound.contact_id,
+                account_id=inbound.account_id,
+                text=decision.text,
+                author=Author.ASSISTANT,
+                action=str(decision.action),
+                delay_s=delay_s,
             )
     return True
 

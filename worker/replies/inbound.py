@@ -18,7 +18,7 @@ from sqlalchemy import Connection, Engine, Table, select, update
 
 from worker.store import tables
 from worker.store.db import dialect_insert, for_writing
-from worker.store.models import ConversationStatus, utcnow
+from worker.store.models import Author, ConversationStatus, utcnow
 
 A, CV, M = tables.accounts.c, tables.conversations.c, tables.messages.c
 MAX_TEXT = 4000  # characters; longer messages are refused, not cut
@@ -81,7 +81,7 @@ def record_inbound(engine: Engine, channel: str, payload: InboundPayload) -> Sto
             .values(
                 conversation_id=conversation_id,
                 inbound=True,
-                author="learner",
+                author=Author.LEARNER,
                 text=payload.text,
                 dedupe_key=key,
                 provider_message_id=payload.message_id,

@@ -17,6 +17,7 @@ from worker.store import tables
 from worker.store.models import ConversationStatus
 
 M, CV, CT, A = tables.messages.c, tables.conversations.c, tables.contacts.c, tables.accounts.c
+D = tables.deliveries.c
 LAST = 3  # messages of each waiting conversation shown in the inbox
 
 
@@ -73,8 +74,9 @@ def thread(engine: Engine, external_id: str) -> list[dict[str, Any]]:
             messages = conn.execute(
                 select(
                     M.inbound, M.author, M.text, M.created_at, M.action, M.reason, M.sources,
-                    M.withheld, M.state,
+                    M.withheld, D.state, D.reason.label("delivery_reason"), D.sent_at,
                 )
+                .outerjoin(tables.deliveries, D.message_id == M.id)
                 .where(M.conversation_id == cid)
                 .order_by(M.id)
             ).all()  # fmt: skip
@@ -102,6 +104,10 @@ def _message(row: Any, tz: ZoneInfo) -> dict[str, Any]:
         out["reason"] = row.reason
         out["sources"] = list(row.sources or [])
         out["withheld"] = row.withheld
-    else:
+    else:  # how its delivery through the account's lane went
         out["state"] = row.state
+        if row.delivery_reason:
+            out["state_reason"] = row.delivery_reason
+        if row.sent_at is not None:
+            out["sent_at"] = local_iso(row.sent_at, tz)
     return out

@@ -20,9 +20,20 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, inspect, select, text
+from sqlalchemy import (
+    Column,
+    Connection,
+    Engine,
+    Table,
+    create_engine,
+    event,
+    inspect,
+    select,
+    text,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+from sqlalchemy.schema import CreateTable
 from sqlmodel import Session, SQLModel
 
 from worker.errors import ServiceUnavailable, UserError
@@ -169,23 +180,67 @@ def init_db(engine: Engine) -> None:
         if not is_sqlite(engine):
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _INIT_LOCK_KEY})
         SQLModel.metadata.create_all(conn)
-        _add_missing_columns(conn)
+        _upgrade_tables(conn)
         _ensure_installation(conn)
 
 
-def _add_missing_columns(conn: Connection) -> None:
-    """Upgrade tables made by an older siyu: add the nullable columns it did not have.
+def _upgrade_tables(conn: Connection) -> None:
+    """Upgrade tables made by an older siyu: add the nullable columns and the indexes it did
+    not have, and drop NOT NULL where a column became optional.
 
     Enough for additive changes; anything else waits for real migrations.
     """
     inspector = inspect(conn)
     for table in SQLModel.metadata.sorted_tables:
-        present = {column["name"] for column in inspector.get_columns(table.name)}
+        found = {column["name"]: column for column in inspector.get_columns(table.name)}
         for column in table.columns:
-            if column.name in present or not column.nullable:
-                continue
-            kind = column.type.compile(dialect=conn.dialect)
-            conn.execute(text(f'ALTER TABLE "{table.name}" ADD COLUMN "{column.name}" {kind}'))
+            if column.name not in found and column.nullable:
+                conn.execute(
+                    text(f'ALTER TABLE "{table.name}" ADD COLUMN {_column_sql(conn, column)}')
+                )
+        relaxed = [
+            column.name
+            for column in table.columns
+            if column.nullable and column.name in found and not found[column.name]["nullable"]
+        ]
+        if relaxed:
+            _drop_not_null(conn, table, relaxed, list(found))
+    inspector = inspect(conn)
+    for table in SQLModel.metadata.sorted_tables:
+        present = {index["name"] for index in inspector.get_indexes(table.name)}
+        for index in table.indexes:
+            if index.name not in present:
+                index.create(conn)
+
+
+def _column_sql(conn: Connection, column: Column[Any]) -> str:
+    """`"name" TYPE [REFERENCES "table" ("column")]` for ALTER TABLE ... ADD COLUMN."""
+    sql = f'"{column.name}" {column.type.compile(dialect=conn.dialect)}'
+    for fk in column.foreign_keys:
+        sql += f' REFERENCES "{fk.column.table.name}" ("{fk.column.name}")'
+    return sql
+
+
+def _drop_not_null(conn: Connection, table: Table, columns: list[str], present: list[str]) -> None:
+    """Make `columns` nullable. PostgreSQL alters them; SQLite cannot, so the table is built
+    anew from the model and its rows copied over (its indexes are made again afterwards).
+
+    Only for tables no other table references: SQLite checks foreign keys on DROP TABLE.
+    """
+    if conn.dialect.name != "sqlite":
+        for name in columns:
+            conn.execute(text(f'ALTER TABLE "{table.name}" ALTER COLUMN "{name}" DROP NOT NULL'))
+        return
+    fresh = f"{table.name}__upgrade"
+    ddl = str(CreateTable(table).compile(dialect=conn.dialect)).strip()
+    header = f"CREATE TABLE {table.name} "
+    if not ddl.startswith(header):
+        raise RuntimeError(f"cannot rebuild table {table.name}: unexpected DDL {ddl[:60]!r}")
+    conn.execute(text(f'CREATE TABLE "{fresh}" ' + ddl[len(header) :]))
+    kept = ", ".join(f'"{name}"' for name in present if name in table.columns)
+    conn.execute(text(f'INSERT INTO "{fresh}" ({kept}) SELECT {kept} FROM "{table.name}"'))
+    conn.execute(text(f'DROP TABLE "{table.name}"'))
+    conn.execute(text(f'ALTER TABLE "{fresh}" RENAME TO "{table.name}"'))
 
 
 def _ensure_installation(conn: Connection) -> None:

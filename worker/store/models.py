@@ -10,7 +10,7 @@ from enum import StrEnum
 from typing import Any
 
 from pydantic import NaiveDatetime
-from sqlalchemy import JSON, BigInteger, Column, Index, Integer, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, ForeignKey, Index, Integer, UniqueConstraint
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
@@ -150,7 +150,12 @@ class CampaignRun(SQLModel, table=True):
 
 
 class Delivery(SQLModel, table=True):
-    """One message to one contact in one run: the per-recipient log and the outbox."""
+    """One message to one contact: the per-recipient log and the outbox (DESIGN 1).
+
+    Either a campaign send (`run_id`: one row per run and contact) or a reply in a conversation
+    (`message_id`: the outbound message it carries, one row per message, no run). Both go
+    through the same account lanes, limiter and exactly-once state machine.
+    """
 
     __tablename__ = "deliveries"
     __table_args__ = (
@@ -158,10 +163,14 @@ class Delivery(SQLModel, table=True):
         Index("ix_delivery_lane", "account_id", "state", "run_id", "id"),
         Index("ix_delivery_run_state", "run_id", "state"),
         Index("ix_delivery_state_account", "state", "account_id"),
+        Index("uq_delivery_message", "message_id", unique=True),
     )
 
     id: int | None = Field(default=None, sa_column=Column(BigId, primary_key=True))
-    run_id: int = Field(foreign_key="campaign_runs.id")
+    run_id: int | None = Field(default=None, foreign_key="campaign_runs.id")
+    message_id: int | None = Field(
+        default=None, sa_column=Column(BigId, ForeignKey("messages.id"), nullable=True)
+    )
     contact_id: int = Field(foreign_key="contacts.id", index=True)
     account_id: int | None = Field(default=None, foreign_key="accounts.id")
     state: str = DeliveryState.PENDING
@@ -207,6 +216,12 @@ class ConversationStatus(StrEnum):
     HUMAN = "human"  # handed off: waiting in the inbox for a person
 
 
+class Author(StrEnum):
+    LEARNER = "learner"  # inbound: what the contact wrote
+    ASSISTANT = "assistant"  # the reply assistant's answer
+    HUMAN = "human"  # an operator's answer (`siyu reply`)
+
+
 class Conversation(SQLModel, table=True):
     """One learner talking with one account: the thread replies go back through."""
 
@@ -231,7 +246,8 @@ class Message(SQLModel, table=True):
     An inbound message is stored once per provider message id (`dedupe_key`), however often
     the platform delivers it. Its decision (`action`, `reason`, `sources`, and any answer the
     guardrails `withheld`) is recorded with it, so every automatic answer can be explained
-    afterwards.
+    afterwards. An outbound message goes out as a delivery (`deliveries.message_id`), whose
+    state says whether and when it was sent.
     """
 
     __tablename__ = "messages"
@@ -240,16 +256,16 @@ class Message(SQLModel, table=True):
     id: int | None = Field(default=None, sa_column=Column(BigId, primary_key=True))
     conversation_id: int = Field(foreign_key="conversations.id")
     inbound: bool
-    author: str  # learner | assistant | human
+    author: str  # an `Author`
     text: str
     # Inbound: "<account id>:<provider message id>", unique; outbound: None.
     dedupe_key: str | None = Field(default=None, unique=True)
     provider_message_id: str | None = None
     provider_sent_at: NaiveDatetime | None = None
-    action: str | None = None  # inbound, once decided: reply | handoff | opt_out
+    # Inbound, once decided: reply | handoff | opt_out; outbound: the action it carries out.
+    action: str | None = None
     reason: str | None = None
     sources: list[str] | None = Field(default=None, sa_column=Column(JSONType, nullable=True))
     withheld: str | None = None
     decided_at: NaiveDatetime | None = None
-    state: str | None = None  # outbound: queued (waiting for its lane), later sent, failed, ...
     created_at: NaiveDatetime = Field(default_factory=utcnow, index=True)
