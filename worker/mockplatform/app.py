@@ -5,7 +5,8 @@
     GET  /v1/messages/{idempotency_key}    one message, or 404 {"error": "not_found"}
     GET  /v1/stats                         per-account counters and ban state
     POST /v1/simulate/unknown-recipients   {"to": [...]}: later sends to them get 404
-    POST /v1/simulate/inbound              {"account", "from", "text"}: signed POST to inbound_url
+    POST /v1/simulate/inbound              {"account", "from", "text"[, "message_id"]}: signed
+                                           POST to inbound_url (an id given: a redelivery)
 
 Handlers are async and call SQLite directly: every statement is a short indexed lookup behind
 one lock, cheaper than a hop to the thread pool, and injected latency is an `asyncio.sleep`
@@ -50,6 +51,7 @@ class InboundBody(BaseModel):
     account: NonEmpty
     sender: NonEmpty = Field(alias="from")
     text: str
+    message_id: NonEmpty | None = None  # given: deliver that message again (a webhook retry)
 
 
 class UnknownRecipientsBody(BaseModel):
@@ -176,5 +178,6 @@ def _add_simulation_routes(app: FastAPI, platform: MockPlatform) -> None:
             body.sender,
             body.text,
             config.webhook_secret,
+            body.message_id,
         )
         return JSONResponse(delivery.to_json())

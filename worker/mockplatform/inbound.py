@@ -29,13 +29,19 @@ class InboundDelivery:
 
 
 def inbound_request(
-    account: str, sender: str, text: str, secret: str | None, now: float
+    account: str,
+    sender: str,
+    text: str,
+    secret: str | None,
+    now: float,
+    message_id: str | None = None,
 ) -> tuple[str, bytes, dict[str, str]]:
     """The message id, exact body bytes and headers of one webhook call.
 
     Without a secret the call goes out unsigned, so the receiver's refusal can be tested too.
+    A given `message_id` delivers that message again, as a platform retrying a webhook does.
     """
-    message_id = f"in-{uuid.uuid4().hex}"
+    message_id = message_id or f"in-{uuid.uuid4().hex}"
     payload = {
         "message_id": message_id,
         "account": account,
@@ -58,9 +64,12 @@ async def deliver_inbound(
     sender: str,
     text: str,
     secret: str | None,
+    message_id: str | None = None,
 ) -> InboundDelivery:
     """POST one inbound message to `url`; any 2xx answer counts as delivered."""
-    message_id, body, headers = inbound_request(account, sender, text, secret, time.time())
+    message_id, body, headers = inbound_request(
+        account, sender, text, secret, time.time(), message_id
+    )
     try:
         response = await client.post(url, content=body, headers=headers)
     except httpx.HTTPError:
