@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -62,6 +63,8 @@ def test_the_demo_delivers_its_campaign_and_leaves_nothing_running(tmp_path: Pat
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, out
     assert "siyu demo summary" in out and "messages/s" in out
+    assert "1 answered, 1 to a person, 1 opted out" in out, "the learners who wrote back"
+    assert re.search(r"replies on the platform\s*│\s*3\b", out), out
     assert wait_for(lambda: not processes_in(tmp_path), 10), processes_in(tmp_path)
     assert not (tmp_path / ".siyu" / "demo" / "redis.sock").exists()
 

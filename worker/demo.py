@@ -1,4 +1,5 @@
-"""`siyu demo`: seed contacts, start the mock platform and workers, run a campaign, summarise.
+"""`siyu demo`: seed contacts, start the mock platform, `siyu api` and workers, run a campaign,
+let three learners write back (a question, a request for a person, an opt-out), summarise.
 
 Everything runs on the embedded default (a fresh SQLite file and an embedded Redis under
 `./.siyu/demo/`). Every child process is started with a parent-death signal and stopped in
@@ -25,6 +26,7 @@ import httpx
 from worker.errors import ServiceUnavailable
 from worker.runtime import procs
 from worker.runtime.embedded import EmbeddedRedis
+from worker.webhooks import new_secret
 
 SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何林高罗"
 GIVEN = [
@@ -84,19 +86,19 @@ def _on_term(_sig: int, _frame: FrameType | None) -> None:
     raise _Interrupted
 
 
-def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 20) -> None:
+def _wait_http(
+    url: str, proc: subprocess.Popen[bytes], what: str = "the mock platform", timeout_s: float = 20
+) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise ServiceUnavailable(
-                f"the mock platform exited at start-up (code {proc.returncode})"
-            )
+            raise ServiceUnavailable(f"{what} exited at start-up (code {proc.returncode})")
         try:
             httpx.get(url, timeout=1).raise_for_status()
             return
         except httpx.HTTPError:
             time.sleep(0.1)
-    raise ServiceUnavailable(f"the mock platform did not answer at {url}")
+    raise ServiceUnavailable(f"{what} did not answer at {url}")
 
 
 def run_demo(*, contacts: int, workers: int, accounts: int) -> None:
@@ -129,8 +131,11 @@ def _run(
         "SIYU_DATABASE_URL": f"sqlite:///{home / 'siyu-demo.db'}",
         "SIYU_REDIS_URL": redis_url,
         "SIYU_STATE_DIR": str(home),
+        "SIYU_WEBHOOK_SECRET": new_secret(),
+        "SIYU_REPLY_DELAY_MIN_S": "1",  # human-like, kept short for a demo
+        "SIYU_REPLY_DELAY_MAX_S": "3",
     }
-    port = free_port()
+    port, api_port = free_port(), free_port()
     platform = procs.spawn(
         [
             sys.executable,
@@ -142,7 +147,10 @@ def _run(
             str(port),
             "--db",
             str(home / "mock-platform.db"),
+            "--inbound-url",
+            f"http://127.0.0.1:{api_port}/v1/inbound/mock",
         ],
+        env=env,
         log=home / "mock-platform.log",
     )
     stack.callback(procs.stop, platform)
@@ -151,6 +159,13 @@ def _run(
     say(f"mock platform on {base}; embedded Redis at {redis_url}")
 
     ctx = _seed(home, env, base, contacts, accounts)
+    api = procs.spawn(
+        [sys.executable, "-m", "worker", "api", "--port", str(api_port)],
+        env=env,
+        log=home / "api.log",
+    )
+    stack.callback(procs.stop, api, timeout_s=20)
+    _wait_http(f"http://127.0.0.1:{api_port}/healthz", api, "siyu api")
     started = time.monotonic()
     for i in range(workers):
         proc = procs.spawn(
@@ -166,8 +181,62 @@ def _run(
     start_campaign(ctx, "demo_course_invite")
     doc = watch_status(lambda: campaign_status(ctx.engine, "demo_course_invite"))
     duration = time.monotonic() - started
+    replies = _converse(ctx, base)
     stats = httpx.get(f"{base}/v1/stats", timeout=5).json()
-    return {"status": doc, "duration_s": duration, "platform": stats, "contacts": contacts}
+    return {
+        "status": doc,
+        "duration_s": duration,
+        "platform": stats,
+        "contacts": contacts,
+        "replies": replies,
+    }
+
+
+LEARNERS_SAY = ("早鸟价多少钱？", "转人工", "退订")
+
+
+def _converse(ctx: Any, base: str, timeout_s: float = 60) -> dict[str, int]:
+    """Three learners the campaign reached write back to the account that wrote to them,
+    through the platform's signed webhook; wait until every answer is on the platform."""
+    from sqlalchemy import func, select
+
+    from worker.cli.common import say
+    from worker.store import tables
+
+    D, CT, A, M = tables.deliveries.c, tables.contacts.c, tables.accounts.c, tables.messages.c
+    reached = (
+        select(CT.external_id, A.name)
+        .select_from(tables.deliveries)
+        .join(tables.contacts, CT.id == D.contact_id)
+        .join(tables.accounts, A.id == D.account_id)
+        .where(D.state == "sent", D.run_id.is_not(None))
+        .order_by(D.id)
+        .limit(len(LEARNERS_SAY))
+    )
+    with ctx.engine.connect() as conn:
+        learners = conn.execute(reached).all()
+    for (learner, account), text in zip(learners, LEARNERS_SAY, strict=False):
+        said = {"account": account, "from": learner, "text": text}
+        httpx.post(f"{base}/v1/simulate/inbound", json=said, timeout=10).raise_for_status()
+    say(f"{len(learners)} learners wrote back: {' / '.join(LEARNERS_SAY[: len(learners)])}")
+    counts = select(M.action, func.count()).where(M.inbound.is_(True)).group_by(M.action)
+    answers = select(D.state, func.count()).where(D.message_id.is_not(None)).group_by(D.state)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with ctx.engine.connect() as conn:
+            decided = {str(k): n for k, n in conn.execute(counts).all()}
+            delivered = {str(k): n for k, n in conn.execute(answers).all()}
+        settled = "None" not in decided and sum(decided.values()) >= len(learners)
+        if settled and sum(delivered.values()) == delivered.get("sent", 0):
+            break
+        if time.monotonic() > deadline:
+            say("some replies were still on their way when the demo stopped")
+            break
+        time.sleep(0.2)
+    return {
+        **{f"decided_{k}": n for k, n in decided.items()},
+        "replies_sent": delivered.get("sent", 0),
+    }
 
 
 def _seed(home: Path, env: dict[str, str], base: str, contacts: int, accounts: int) -> Any:
@@ -241,4 +310,15 @@ def _print_summary(summary: dict[str, Any]) -> None:
     accepted = sum(a.get("accepted", 0) for a in summary["platform"].values())
     dupes = sum(a.get("duplicate_attempts", 0) for a in summary["platform"].values())
     table.add_row("platform accepted", f"{accepted:,} ({dupes} duplicate attempts)")
+    replies = summary["replies"]
+    decided = ", ".join(
+        f"{replies.get(f'decided_{action}', 0)} {label}"
+        for action, label in (
+            ("reply", "answered"),
+            ("handoff", "to a person"),
+            ("opt_out", "opted out"),
+        )
+    )
+    table.add_row("learners who wrote back", decided)
+    table.add_row("replies on the platform", f"{replies['replies_sent']}")
     console.print(table)
