@@ -20,7 +20,13 @@ from sqlalchemy import Engine, text
 
 from worker.channels.registry import known_channels
 from worker.config import Settings
-from worker.replies.inbound import InboundRejected, Stored, parse_inbound, record_inbound
+from worker.replies.inbound import (
+    InboundPayload,
+    InboundRejected,
+    Stored,
+    parse_inbound,
+    record_inbound,
+)
 from worker.webhooks import WebhookVerificationError, check_secret
 
 OnStored = Callable[[Stored], None]
@@ -32,6 +38,12 @@ def create_app(settings: Settings, engine: Engine, on_stored: OnStored | None = 
     # Scanning the entry points costs milliseconds: once per app, not once per webhook (a
     # channel installed later needs a restart of `siyu api`, as its code does anyway).
     channels = frozenset(known_channels())
+
+    def store(channel: str, payload: InboundPayload) -> Stored:
+        stored = record_inbound(engine, channel, payload)
+        if stored.created and on_stored is not None:
+            on_stored(stored)
+        return stored
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:
@@ -60,11 +72,9 @@ def create_app(settings: Settings, engine: Engine, on_stored: OnStored | None = 
             return _error(404, f"unknown channel {channel!r}")
         try:
             payload = parse_inbound(body)
-            stored = await run_in_threadpool(record_inbound, engine, channel, payload)
+            stored = await run_in_threadpool(store, channel, payload)  # one hop to a thread
         except InboundRejected as exc:
             return _error(400, str(exc))
-        if stored.created and on_stored is not None:
-            await run_in_threadpool(on_stored, stored)
         return JSONResponse({"message_id": stored.message_id, "duplicate": not stored.created})
 
     return app
