@@ -7,7 +7,7 @@
 A fresh PostgreSQL database (`siyu_bench_replies`; `--sqlite`: a file under a temporary
 folder), an empty Redis db 11, `siyu init`, `mock` accounts and contacts; then one `siyu api`
 process and ONE `python -m worker worker --concurrency C` process, both ready (the worker
-blocking on the broker, one warm-up message decided) before any clock starts. No LLM is
+blocking on the broker, 20 warm-up webhooks decided) before any clock starts. No LLM is
 configured, so the retrieval responder decides and the LLM call is excluded by construction;
 reply delivery and its human-like delay come after `decided_at` and are not measured either.
 Texts are drawn in turn from `tests/data/replies_dev.jsonl` and `replies_eval.jsonl`, senders
