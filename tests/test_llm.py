@@ -33,6 +33,7 @@ from worker.replies.llm import (
     LLMResponder,
     chat_client,
     llm_responder,
+    new_llm_responder,
 )
 from worker.replies.llm.client import retry_after_s
 from worker.replies.model import Action, Decision, Entry, Hit, Question, Turn
@@ -551,6 +552,24 @@ def test_the_responder_is_built_from_settings_and_the_key_is_sent(stub: LLMStub)
     assert responder.respond(QUESTION, HITS).text == "早鸟价 699 元。\n（AI 助手）"
     assert stub.requests[0].headers["authorization"] == f"Bearer {KEY}"
     assert KEY not in repr(settings)
+
+
+def test_one_responder_serves_every_reply_of_a_configuration_and_a_change_builds_another(
+    stub: LLMStub,
+) -> None:
+    def settings(**changes: object) -> Settings:
+        fields: dict[str, object] = {
+            "llm_base_url": stub.base_url, "llm_model": "stub-model", "llm_api_key": KEY,
+            "templates_dir": TEMPLATES,
+        }  # fmt: skip
+        return Settings(**{**fields, **changes})  # type: ignore[arg-type]
+
+    first = llm_responder(settings())
+    assert first is not None and llm_responder(settings()) is first, "equal settings, one object"
+    for change in ({"llm_model": "other"}, {"llm_api_key": "sk-other"}, {"llm_timeout_s": 3.0},
+                   {"reply_disclosure": "AI"}, {"llm_history_turns": 1}):  # fmt: skip
+        assert llm_responder(settings(**change)) is not first, change
+    assert new_llm_responder(settings()) is not first
 
 
 def test_no_base_url_means_no_llm_and_a_base_url_without_a_model_is_an_error() -> None:

@@ -21,6 +21,7 @@ import pydantic
 import typer
 from typer.core import TyperGroup
 
+from worker import logmask
 from worker.cli.app import SiyuTyper
 from worker.errors import UserError
 
@@ -65,6 +66,7 @@ def _register() -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     """Console-script entry point: errors become one line on stderr, never a traceback."""
     args = list(sys.argv[1:] if argv is None else argv)
+    logmask.install()  # no phone number in what any command logs (issue 9, item 8)
     _register()
     try:
         code = app(args=args, prog_name=PROG, standalone_mode=False)

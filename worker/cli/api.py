@@ -23,6 +23,7 @@ def api(
 
     from worker.api import create_app
     from worker.config import get_settings
+    from worker.logmask import uvicorn_log_config
 
     if not 0 <= port <= 65535:
         raise UserError(f"--port must be between 0 and 65535, got {port}")
@@ -43,7 +44,7 @@ def api(
 
     app = create_app(settings, ctx.engine, on_stored=decide_later)
     try:
-        uvicorn.run(app, host=host, port=port, log_level="warning")
+        uvicorn.run(app, host=host, port=port, log_level="warning", log_config=uvicorn_log_config())
     except OSError as exc:
         raise UserError(f"api: cannot listen on {host}:{port}: {exc}") from exc
 

@@ -14,13 +14,13 @@ from datetime import UTC
 from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy import Connection, Engine, Table, select, update
+from sqlalchemy import Connection, Engine, Table, and_, select, update
 
 from worker.store import tables
 from worker.store.db import dialect_insert, for_writing
 from worker.store.models import Author, ConversationStatus, utcnow
 
-A, CV, M = tables.accounts.c, tables.conversations.c, tables.messages.c
+A, CT, CV, M = (tables.accounts.c, tables.contacts.c, tables.conversations.c, tables.messages.c)
 MAX_TEXT = 4000  # characters; longer messages are refused, not cut
 
 
@@ -64,15 +64,19 @@ def parse_inbound(body: bytes) -> InboundPayload:
 
 
 def record_inbound(engine: Engine, channel: str, payload: InboundPayload) -> Stored:
-    """Store `payload` once, in one transaction, with its contact and conversation."""
+    """Store `payload` once, in one transaction, with its contact and conversation.
+
+    One read finds the account, the contact and their conversation (a learner who writes
+    again: the usual case); only what it did not find is made.
+    """
     with for_writing(engine).begin() as conn:
-        account_id = conn.execute(
-            select(A.id).where(A.name == payload.account, A.channel == channel)
-        ).scalar()
+        account_id, contact_id, conversation_id = _known(conn, channel, payload)
         if account_id is None:
             raise InboundRejected(f"no {channel} account named {payload.account!r}")
-        contact_id = _contact(conn, channel, payload.sender)
-        conversation_id = _conversation(conn, contact_id, account_id)
+        if contact_id is None:
+            contact_id = _contact(conn, channel, payload.sender)
+        if conversation_id is None:
+            conversation_id = _conversation(conn, contact_id, account_id)
         key = f"{account_id}:{payload.message_id}"
         sent_at = payload.sent_at.astimezone(UTC).replace(tzinfo=None) if payload.sent_at else None
         now = utcnow()
@@ -98,6 +102,20 @@ def record_inbound(engine: Engine, channel: str, payload: InboundPayload) -> Sto
             update(tables.conversations).where(CV.id == conversation_id).values(updated_at=now)
         )
         return Stored(int(inserted), conversation_id, created=True)
+
+
+def _known(
+    conn: Connection, channel: str, payload: InboundPayload
+) -> tuple[int | None, int | None, int | None]:
+    """(account id, contact id, conversation id), each None if there is none yet."""
+    row = conn.execute(
+        select(A.id, CT.id, CV.id)
+        .select_from(tables.accounts)
+        .outerjoin(tables.contacts, and_(CT.channel == channel, CT.external_id == payload.sender))
+        .outerjoin(tables.conversations, and_(CV.contact_id == CT.id, CV.account_id == A.id))
+        .where(A.name == payload.account, A.channel == channel)
+    ).first()
+    return (None, None, None) if row is None else (row[0], row[1], row[2])
 
 
 def _contact(conn: Connection, channel: str, external_id: str) -> int:

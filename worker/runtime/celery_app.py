@@ -2,11 +2,27 @@
 
 from __future__ import annotations
 
+import logging
+from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from celery import Celery
+from celery.signals import after_setup_logger, after_setup_task_logger
+
+from worker import logmask
 
 celery_app = Celery("siyu", include=["worker.tasks"])
+
+
+@after_setup_logger.connect(weak=False)
+def _mask_worker_logs(logger: logging.Logger, **_: Any) -> None:
+    """No phone number in what the worker logs, and no SQL parameters (issue 9, item 8)."""
+    logmask.mask_handlers(logger)
+
+
+@after_setup_task_logger.connect(weak=False)
+def _mask_task_logs(logger: logging.Logger, **_: Any) -> None:
+    logmask.mask_handlers(logger)  # `celery.task` writes through its own handlers
 
 
 def celery_broker_url(redis_url: str) -> str:

@@ -4,11 +4,16 @@ client.py     ChatClient: httpx, timeouts, the deadline, tenacity retries, the e
 answer.py     the model's answer, parsed strictly: `{"action": "reply" | "handoff", "text"}`
 responder.py  LLMResponder: prompt -> client -> answer -> guardrails -> Decision
 
-`llm_responder(settings)` builds one from `SIYU_LLM_*`, or returns None when no LLM is set
-(replies are then retrieval-only).
+`llm_responder(settings)` returns the one responder of this process for `SIYU_LLM_*`, or None
+when no LLM is set (replies are then retrieval-only).
 """
 
 from __future__ import annotations
+
+import threading
+from typing import Any
+
+from pydantic import SecretStr
 
 from worker.config import Settings
 from worker.errors import UserError
@@ -36,6 +41,7 @@ __all__ = [
     "LLMUnavailable",
     "chat_client",
     "llm_responder",
+    "new_llm_responder",
     "parse_answer",
 ]
 
@@ -58,10 +64,49 @@ def chat_client(settings: Settings) -> ChatClient | None:
     )
 
 
+# The settings a responder is built from: the cache key (a Settings object is not hashable).
+_RESPONDER_FIELDS = (
+    "llm_base_url", "llm_model", "llm_api_key", "llm_timeout_s", "llm_deadline_s",
+    "llm_max_attempts", "llm_temperature", "llm_history_turns", "reply_disclosure",
+    "templates_dir",
+)  # fmt: skip
+_MAX_CACHED = 8  # configurations per process: one in production, a few in tests
+_responders: dict[tuple[Any, ...], LLMResponder] = {}
+_responders_lock = threading.Lock()
+
+
 def llm_responder(settings: Settings) -> LLMResponder | None:
-    """The LLM responder for these settings, or None when no LLM is configured."""
+    """The LLM responder for these settings, or None when no LLM is configured.
+
+    One per process and configuration, built on first use: every reply shares its HTTP client
+    (and the connections it keeps) instead of building a client and checking the persona per
+    message. The persona and knowledge are still read for each message, so edits to them take
+    effect on the next reply.
+    """
+    if settings.llm_base_url is None:
+        return None
+    key = _responder_key(settings)
+    with _responders_lock:
+        responder = _responders.get(key)
+        if responder is None:
+            responder = new_llm_responder(settings)
+            if responder is None:
+                return None
+            if len(_responders) >= _MAX_CACHED:
+                _responders.pop(next(iter(_responders)))
+            _responders[key] = responder
+    return responder
+
+
+def new_llm_responder(settings: Settings) -> LLMResponder | None:
+    """A new LLM responder for these settings (uncached), or None when no LLM is configured."""
     client = chat_client(settings)
     if client is None:
         return None
     prompt = PromptBuilder(settings.templates_dir, history_turns=settings.llm_history_turns)
     return LLMResponder(client, prompt, disclosure=settings.reply_disclosure)
+
+
+def _responder_key(settings: Settings) -> tuple[Any, ...]:
+    values = (getattr(settings, name) for name in _RESPONDER_FIELDS)
+    return tuple(v.get_secret_value() if isinstance(v, SecretStr) else v for v in values)
