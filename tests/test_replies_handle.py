@@ -168,7 +168,8 @@ def test_two_tasks_that_loaded_the_same_message_record_one_decision(ctx: Context
     from worker.replies.model import Action, Decision
 
     message_id = inbound(ctx, "早鸟价多少钱")
-    first, second = handle._load(ctx.engine, message_id), handle._load(ctx.engine, message_id)
+    with ctx.engine.connect() as conn:
+        first, second = handle._load(conn, message_id), handle._load(conn, message_id)
     assert first is not None and second is not None
     decision = Decision(Action.REPLY, "早鸟价 699 元", "test")
     assert handle._record(ctx.engine, first, decision, 0.0) is True

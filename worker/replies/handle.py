@@ -23,7 +23,7 @@ import functools
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Engine, desc, exists, select, update
+from sqlalchemy import Connection, Engine, desc, exists, select, update
 
 from worker.config import Settings
 from worker.replies.model import Action, Decision, Question, Responder, Turn
@@ -64,15 +64,16 @@ class Inbound:
 
 def handle_inbound(engine: Engine, settings: Settings, message_id: int) -> Handled | None:
     """Decide and apply; None when the message was decided before (or does not exist)."""
-    inbound = _load(engine, message_id)
-    if inbound is None:
-        return None
-    question = Question(
-        text=inbound.text,
-        account_name=inbound.account,
-        history=_history(engine, inbound, settings.llm_history_turns),
-        variables=_campaign_variables(engine, inbound),
-    )
+    with engine.connect() as conn:  # one connection for the reads: each checkout costs a trip
+        inbound = _load(conn, message_id)
+        if inbound is None:
+            return None
+        question = Question(
+            text=inbound.text,
+            account_name=inbound.account,
+            history=_history(conn, inbound, settings.llm_history_turns),
+            variables=_campaign_variables(conn, inbound),
+        )
     decision = decide(question, _retriever(settings.templates_dir), _responder(settings))
     if decision.action != Action.OPT_OUT and (inbound.waiting_for_person or inbound.opted_out):
         why = "waiting for a person" if inbound.waiting_for_person else "opted out earlier"
@@ -88,7 +89,7 @@ def handle_inbound(engine: Engine, settings: Settings, message_id: int) -> Handl
     return Handled(decision, inbound.account_id, delay_s)
 
 
-def _load(engine: Engine, message_id: int) -> Inbound | None:
+def _load(conn: Connection, message_id: int) -> Inbound | None:
     opted_out = exists().where(tables.suppressions.c.contact_id == CT.id)
     stmt = (
         select(M.id, CV.id, CT.id, A.id, CT.external_id, A.name, M.text, CV.status, opted_out)
@@ -97,8 +98,7 @@ def _load(engine: Engine, message_id: int) -> Inbound | None:
         .join(tables.accounts, A.id == CV.account_id)
         .where(M.id == message_id, M.inbound.is_(True), M.decided_at.is_(None))
     )
-    with engine.connect() as conn:
-        row = conn.execute(stmt).first()
+    row = conn.execute(stmt).first()
     if row is None:
         return None
     message, conversation, contact, account_id, external_id, account, text, status, out = row
@@ -115,7 +115,7 @@ def _load(engine: Engine, message_id: int) -> Inbound | None:
     )
 
 
-def _history(engine: Engine, inbound: Inbound, turns: int) -> tuple[Turn, ...]:
+def _history(conn: Connection, inbound: Inbound, turns: int) -> tuple[Turn, ...]:
     """The conversation's last `turns` messages before this one, oldest first."""
     stmt = (
         select(M.inbound, M.text)
@@ -123,12 +123,11 @@ def _history(engine: Engine, inbound: Inbound, turns: int) -> tuple[Turn, ...]:
         .order_by(desc(M.id))
         .limit(max(turns, 0))
     )
-    with engine.connect() as conn:
-        rows = conn.execute(stmt).all()
+    rows = conn.execute(stmt).all()
     return tuple(Turn(bool(r[0]), r[1]) for r in reversed(rows))
 
 
-def _campaign_variables(engine: Engine, inbound: Inbound) -> dict[str, str]:
+def _campaign_variables(conn: Connection, inbound: Inbound) -> dict[str, str]:
     """The --var values of the last campaign message this account sent this learner."""
     stmt = (
         select(C.vars)
@@ -143,8 +142,7 @@ def _campaign_variables(engine: Engine, inbound: Inbound) -> dict[str, str]:
         .order_by(desc(D.sent_at))
         .limit(1)
     )
-    with engine.connect() as conn:
-        found = conn.execute(stmt).scalar()
+    found = conn.execute(stmt).scalar()
     return dict(found or {})
 
 
