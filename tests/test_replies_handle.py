@@ -7,7 +7,6 @@ Inbound messages are stored as the API stores them; the CLI reads the results in
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,14 +14,13 @@ import pytest
 from sqlalchemy import select
 
 from tests.support.cli import Siyu, siyu_on
-from tests.support.world import add_accounts, add_campaign, add_contacts, make_context, start
+from tests.support.world import add_accounts, add_campaign, add_contacts, make_reply_context, start
 from worker.campaigns.materialise import materialise
 from worker.replies.handle import handle_inbound
 from worker.replies.inbound import InboundPayload, record_inbound
 from worker.runtime import Context
 from worker.store import tables
 
-REPO_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 M, CV, CT, D, S = (
     tables.messages.c,
     tables.conversations.c,
@@ -34,8 +32,7 @@ M, CV, CT, D, S = (
 
 @pytest.fixture
 def ctx(db_url: str, redis_url: str, tmp_path: Path) -> Iterator[Context]:
-    context = make_context(db_url, redis_url, tmp_path)
-    shutil.copytree(REPO_TEMPLATES / "replies", context.settings.templates_dir / "replies")
+    context = make_reply_context(db_url, redis_url, tmp_path)
     add_accounts(context.engine, ["a1"], channel="mock", url="http://127.0.0.1:9")
     add_contacts(context.engine, 3, channel="mock")
     yield context
@@ -169,11 +166,10 @@ def test_two_tasks_that_loaded_the_same_message_record_one_decision(ctx: Context
 
     message_id = inbound(ctx, "早鸟价多少钱")
     with ctx.engine.connect() as conn:
-        first, second = handle._load(conn, message_id), handle._load(conn, message_id)
-    assert first is not None and second is not None
+        [first], [second] = handle._load(conn, [message_id]), handle._load(conn, [message_id])
     decision = Decision(Action.REPLY, "早鸟价 699 元", "test")
-    assert handle._record(ctx.engine, first, decision, 0.0) is True
-    assert handle._record(ctx.engine, second, decision, 0.0) is False
+    assert handle._record(ctx.engine, [handle.Decided(first, decision, 0.0)]) == {message_id}
+    assert handle._record(ctx.engine, [handle.Decided(second, decision, 0.0)]) == set()
     assert outbound(ctx) == ["早鸟价 699 元"]
     assert rows(ctx, select(D.message_id).where(D.run_id.is_(None))) == [(2,)], "one delivery"
 

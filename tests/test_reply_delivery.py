@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -28,7 +27,7 @@ from tests.support.world import (
     add_accounts,
     add_campaign,
     add_contacts,
-    make_context,
+    make_reply_context,
     start,
     write_policies,
 )
@@ -47,14 +46,12 @@ from worker.store import tables
 from worker.store.db import installation_id
 from worker.store.models import utcnow
 
-REPO_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 M, CV, D = tables.messages.c, tables.conversations.c, tables.deliveries.c
 
 
 def context(db_url: str, redis_url: str, tmp_path: Path, **settings: object) -> Context:
     HUB.clear()
-    ctx = make_context(db_url, redis_url, tmp_path, **settings)
-    shutil.copytree(REPO_TEMPLATES / "replies", ctx.settings.templates_dir / "replies")
+    ctx = make_reply_context(db_url, redis_url, tmp_path, **settings)
     add_accounts(ctx.engine, ["a1", "a2"])
     add_contacts(ctx.engine, 20)
     return ctx

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from worker.config import Settings
 from worker.runtime import Context, configure_celery, connect_redis
 from worker.store.models import Account, CampaignRun, Contact, Segment, utcnow
 
+REPO_TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 TEMPLATE = (
     "{{ contact.name }}，{{ course_name }} 开课啦：{{ track(course_url) }} 群：{{ group_url }}"
 )
@@ -49,6 +51,13 @@ def make_context(db_url: str, redis_url: str, tmp_path: Path, **overrides: Any) 
     init_db(engine)
     configure_celery(redis_url, visibility_timeout_s=300)
     return Context(settings=settings, engine=engine, redis=connect_redis(redis_url))
+
+
+def make_reply_context(db_url: str, redis_url: str, tmp_path: Path, **overrides: Any) -> Context:
+    """`make_context` with the shipped reply persona and knowledge (`templates/replies`)."""
+    ctx = make_context(db_url, redis_url, tmp_path, **overrides)
+    shutil.copytree(REPO_TEMPLATES / "replies", ctx.settings.templates_dir / "replies")
+    return ctx
 
 
 def add_accounts(

@@ -15,7 +15,7 @@ from sqlalchemy import exists, select, update
 from worker.channels.registry import channel_class
 from worker.dispatch.kick import kick_lane
 from worker.errors import NotFound, UserError
-from worker.replies.outgoing import queue_reply
+from worker.replies.outgoing import Reply, queue_reply
 from worker.runtime import Context
 from worker.store import tables
 from worker.store.db import for_writing
@@ -69,14 +69,7 @@ def reply_as_person(ctx: Context, ref: str, text: str) -> HumanReply:
             raise UserError(
                 f"the reply is {len(text):,} characters; channel {channel!r} allows {limit:,}"
             )
-        message_id = queue_reply(
-            conn,
-            conversation_id=cid,
-            contact_id=contact_id,
-            account_id=account_id,
-            text=text,
-            author=Author.HUMAN,
-        )
+        message_id = queue_reply(conn, Reply(cid, contact_id, account_id, text, Author.HUMAN))
         conn.execute(
             update(tables.conversations)
             .where(CV.id == cid)

@@ -10,7 +10,7 @@ from enum import StrEnum
 from typing import Any
 
 from pydantic import NaiveDatetime
-from sqlalchemy import JSON, BigInteger, Column, ForeignKey, Index, Integer, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, ForeignKey, Index, Integer, UniqueConstraint, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
@@ -251,7 +251,16 @@ class Message(SQLModel, table=True):
     """
 
     __tablename__ = "messages"
-    __table_args__ = (Index("ix_message_conversation", "conversation_id", "id"),)
+    __table_args__ = (
+        Index("ix_message_conversation", "conversation_id", "id"),
+        # The reply drain's queue: the inbound messages not yet decided, oldest first.
+        Index(
+            "ix_message_undecided",
+            "id",
+            postgresql_where=text("decided_at IS NULL AND inbound = true"),
+            sqlite_where=text("decided_at IS NULL AND inbound = 1"),
+        ),
+    )
 
     id: int | None = Field(default=None, sa_column=Column(BigId, primary_key=True))
     conversation_id: int = Field(foreign_key="conversations.id")
