@@ -191,7 +191,7 @@ def test_a_worker_deciding_an_inbound_message_logs_neither_its_text_nor_a_phone(
     add_accounts(ctx.engine, ["a1"], channel="mock", url="http://127.0.0.1:9")
     payload = {"message_id": "p1", "account": "a1", "from": f"+86{OTHER_PHONE}", "text": TEXT}
     stored = record_inbound(ctx.engine, "mock", InboundPayload.model_validate(payload))
-    celery_app.send_task("siyu.reply", args=[stored.message_id], queue=keys(ctx).queue)
+    celery_app.send_task("siyu.replies", queue=keys(ctx).queue)
     env = {
         "SIYU_DATABASE_URL": db_url,
         "SIYU_REDIS_URL": redis_url,

@@ -48,18 +48,10 @@ def tick_task() -> None:
     tick(get_context())
 
 
-@celery_app.task(name="siyu.reply")
-def reply_task(message_id: int) -> str | None:
-    """Decide what to do with one stored inbound message (opt-out, handoff, answer), and wake
-    the account's lane for when the answer is due (the tick would, a little later)."""
-    from worker.dispatch.kick import kick_lane
-    from worker.replies.handle import handle_inbound
+@celery_app.task(name="siyu.replies")
+def replies_task() -> int:
+    """Decide the stored inbound messages (opt-out, handoff, answer) in batches until none
+    is left, waking each account's lane for when its answers are due."""
+    from worker.replies.drain import drain
 
-    ctx = get_context()
-    handled = handle_inbound(ctx.engine, ctx.settings, message_id)
-    if handled is None:
-        return None
-    if handled.reply_in_s is not None:
-        kick_lane(ctx, handled.account_id, countdown_s=handled.reply_in_s or None)
-    log.info("inbound message %s: %s", message_id, handled.decision.action)  # no text: privacy
-    return str(handled.decision.action)
+    return drain(get_context())

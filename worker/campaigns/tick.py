@@ -40,6 +40,7 @@ class TickReport:
     lanes_kicked: list[int] = field(default_factory=list)
     materialising: list[int] = field(default_factory=list)
     completed: list[int] = field(default_factory=list)
+    replies_requested: bool = False
 
 
 def tick(ctx: Context, *, force: bool = False) -> TickReport:
@@ -60,8 +61,16 @@ def tick(ctx: Context, *, force: bool = False) -> TickReport:
         if kick_lane(ctx, account_id):
             report.lanes_kicked.append(account_id)
     report.completed = runs.complete_finished_runs(ctx.engine, live)
+    report.replies_requested = _request_stale_drain(ctx)
     _purge_hourly(ctx)
     return report
+
+
+def _request_stale_drain(ctx: Context) -> bool:
+    """A drain for inbound messages left undecided too long (its request was lost)."""
+    from worker.replies.drain import request_drain, stale_undecided
+
+    return stale_undecided(ctx) and request_drain(ctx, force=True)
 
 
 def _purge_hourly(ctx: Context) -> None:

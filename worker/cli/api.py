@@ -33,14 +33,14 @@ def api(
             "warning: SIYU_WEBHOOK_SECRET is not set: every inbound webhook is refused (503)",
             err=True,
         )
-    from worker.dispatch.keys import keys
+    from worker.replies.drain import request_drain
     from worker.replies.inbound import Stored
-    from worker.runtime import enqueue, get_context
+    from worker.runtime import get_context
 
     ctx = get_context()
 
-    def decide_later(stored: Stored) -> None:  # the reply task decides; the webhook returns
-        enqueue("siyu.reply", stored.message_id, queue=keys(ctx).queue)
+    def decide_later(stored: Stored) -> None:  # the reply drain decides; the webhook returns
+        request_drain(ctx)
 
     app = create_app(settings, ctx.engine, on_stored=decide_later)
     try:

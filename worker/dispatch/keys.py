@@ -45,6 +45,16 @@ class Keys:
     def materialise_queued(self, run_id: int) -> str:
         return f"{self.prefix}:materialise-queued:{run_id}"
 
+    @property
+    def replies(self) -> str:
+        """The reply drain's lease: one drain decides inbound messages at a time."""
+        return f"{self.prefix}:replies"
+
+    @property
+    def replies_queued(self) -> str:
+        """Set while a drain is requested and has not started its next batch."""
+        return f"{self.prefix}:replies-queued"
+
     def worker(self, worker_id: str) -> str:
         """One `siyu worker` process's heartbeat: expires unless the process refreshes it."""
         return f"{self.prefix}:worker:{worker_id}"
