@@ -211,3 +211,22 @@ def test_the_tick_purges_conversations_past_their_retention_at_most_hourly(ctx: 
     ctx.redis.delete(keys(ctx).purge)
     tick(ctx, force=True)
     assert kept() == [] and rows(ctx, select(M.id)) == []
+
+
+def test_a_learner_writing_again_keeps_the_conversation_from_the_purge(ctx: Context) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from worker.replies.retention import purge
+    from worker.store.models import utcnow
+
+    handled(ctx, "早鸟价多少钱", sender="u000001")
+    days = ctx.settings.conversation_retention_days
+    with ctx.engine.begin() as conn:
+        conn.execute(
+            update(tables.conversations).values(updated_at=utcnow() - timedelta(days=days + 1))
+        )
+    inbound(ctx, "还在吗", sender="u000001")
+    assert purge(ctx.engine, days) == 0
+    assert len(rows(ctx, select(CV.id))) == 1

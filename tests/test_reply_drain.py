@@ -17,7 +17,14 @@ import pytest
 from sqlalchemy import select, update
 
 from tests.support.llmstub import answer, llm_stub
-from tests.support.world import add_accounts, add_contacts, make_reply_context
+from tests.support.world import (
+    add_accounts,
+    add_campaign,
+    add_contacts,
+    make_reply_context,
+    start,
+)
+from worker.campaigns.materialise import materialise
 from worker.campaigns.tick import tick
 from worker.dispatch.keys import keys
 from worker.replies import drain as drain_module
@@ -212,3 +219,33 @@ def test_with_an_llm_the_answers_of_a_batch_are_awaited_side_by_side(
         ctx.engine.dispose()
     assert batch.loaded == 3 and len(stub.requests) == 3
     assert seen == [3, 3, 3], "the three requests were in flight at once"
+
+
+def test_the_links_a_campaign_sent_a_learner_may_be_repeated_to_that_learner_only(
+    db_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    """The campaign variables ground an answer for the learners the campaign reached through
+    that account (read in the batch's one query), and for no one else."""
+    link = "课程链接在这里：https://edu.example.com/py"
+    with llm_stub(answer("reply", link), answer("reply", link)) as stub:
+        ctx = make_reply_context(
+            db_url, redis_url, tmp_path, llm_base_url=stub.base_url, llm_model="m",
+            reply_delay_max_s=0,
+        )  # fmt: skip
+        add_accounts(ctx.engine, ["a1"], channel="mock", url="http://127.0.0.1:9")
+        add_contacts(ctx.engine, 2, channel="mock")
+        add_campaign(ctx, "c1", ["a1"])
+        materialise(ctx, start(ctx, "c1").id)  # type: ignore[arg-type]
+        with ctx.engine.begin() as conn:
+            sent = select(tables.contacts.c.id).where(tables.contacts.c.external_id == "u000001")
+            conn.execute(
+                update(tables.deliveries)
+                .where(tables.deliveries.c.contact_id == sent.scalar_subquery())
+                .values(state="sent", sent_at=utcnow())
+            )
+        reached, other = write(ctx, "课程链接发我一下"), write(ctx, "课程链接发我一下", "u000002")
+        handle_batch(ctx.engine, ctx.settings)
+        found = decisions(ctx)
+        ctx.engine.dispose()
+    assert found[reached][0] == "reply", found[reached]
+    assert found[other][0] == "handoff", found[other]

@@ -27,7 +27,18 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Connection, Engine, bindparam, desc, exists, func, select, true, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    bindparam,
+    desc,
+    exists,
+    func,
+    select,
+    true,
+    union_all,
+    update,
+)
 
 from worker.config import Settings
 from worker.replies.model import Action, Decision, Question, Responder, Turn
@@ -78,6 +89,7 @@ class Inbound:
     text: str
     waiting_for_person: bool
     opted_out: bool
+    variables: dict[str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,22 +110,21 @@ def handle_batch(
 ) -> Batch:
     """Decide and apply the undecided inbound messages `ids` (None: the oldest `limit`).
 
-    A few statements per batch, not per message: one read each for the messages, their
-    conversations' recent history and the campaign variables; one transaction records every
-    decision and queues every answer.
+    A few statements per batch, not per message: one read for the messages (with their
+    campaign variables), one for their conversations' recent history; one transaction
+    records every decision and queues every answer.
     """
     with engine.connect() as conn:  # one connection for the reads: each checkout costs a trip
         inbounds = _load(conn, ids, limit)
         if not inbounds:
             return Batch(0, [])
         histories = _histories(conn, inbounds, settings.llm_history_turns)
-        variables = _campaign_variables(conn, inbounds)
     questions = [
         Question(
             text=i.text,
             account_name=i.account,
             history=histories.get(i.message_id, ()),
-            variables=variables.get((i.contact_id, i.account_id), {}),
+            variables=i.variables,
         )
         for i in inbounds
     ]
@@ -168,16 +179,28 @@ def _apply_state(
 
 
 def _load(conn: Connection, ids: Sequence[int] | None, limit: int = BATCH) -> list[Inbound]:
-    """The undecided inbound messages `ids` (None: the oldest `limit`), oldest first."""
+    """The undecided inbound messages `ids` (None: the oldest `limit`), oldest first, each
+    with the --var values of the last campaign message its account sent that learner."""
     opted_out = exists().where(tables.suppressions.c.contact_id == CT.id)
+    variables = (
+        select(C.vars)
+        .select_from(tables.deliveries)
+        .join(tables.campaign_runs, R.id == D.run_id)
+        .join(tables.campaigns, C.id == R.campaign_id)
+        .where(D.contact_id == CT.id, D.account_id == A.id, D.state == DeliveryState.SENT)
+        .order_by(desc(D.sent_at), desc(D.id))
+        .limit(1)
+        .scalar_subquery()
+    )
     stmt = (
-        select(M.id, CV.id, CT.id, A.id, CT.external_id, A.name, M.text, CV.status, opted_out)
+        select(M.id, CV.id, CT.id, A.id, CT.external_id, A.name, M.text, CV.status, opted_out,
+               variables)
         .join(tables.conversations, CV.id == M.conversation_id)
         .join(tables.contacts, CT.id == CV.contact_id)
         .join(tables.accounts, A.id == CV.account_id)
         .where(M.decided_at.is_(None), M.inbound == true())
         .order_by(M.id)
-    )
+    )  # fmt: skip
     stmt = stmt.where(M.id.in_(list(ids))) if ids is not None else stmt.limit(limit)
     return [
         Inbound(
@@ -190,9 +213,10 @@ def _load(conn: Connection, ids: Sequence[int] | None, limit: int = BATCH) -> li
             text,
             waiting_for_person=status == ConversationStatus.HUMAN,
             opted_out=bool(out),
+            variables=dict(found or {}),
         )
-        for message, conversation, contact, account_id, external_id, account, text, status, out
-        in conn.execute(stmt)
+        for message, conversation, contact, account_id, external_id, account, text, status, out,
+            found in conn.execute(stmt)
     ]  # fmt: skip
 
 
@@ -201,7 +225,7 @@ def _histories(
 ) -> dict[int, tuple[Turn, ...]]:
     """Per message, its conversation's last `turns` messages before it, oldest first.
 
-    Two reads for the whole batch: every message of the batch's conversations from its oldest
+    One read for the whole batch: every message of the batch's conversations from its oldest
     message on, and the last `turns` of each conversation before that.
     """
     if turns <= 0:
@@ -209,20 +233,22 @@ def _histories(
     conversations = sorted({i.conversation_id for i in inbounds})
     oldest = min(i.message_id for i in inbounds)
     newest = max(i.message_id for i in inbounds)
-    recent = select(M.conversation_id, M.id, M.inbound, M.text).where(
-        M.conversation_id.in_(conversations), M.id >= oldest, M.id < newest
-    )
     rank = func.row_number().over(partition_by=M.conversation_id, order_by=desc(M.id))
     before = (
         select(M.conversation_id, M.id, M.inbound, M.text, rank.label("rank"))
         .where(M.conversation_id.in_(conversations), M.id < oldest)
         .subquery()
     )
-    earlier = select(before.c.conversation_id, before.c.id, before.c.inbound, before.c.text).where(
-        before.c.rank <= turns
+    stmt = union_all(
+        select(before.c.conversation_id, before.c.id, before.c.inbound, before.c.text).where(
+            before.c.rank <= turns
+        ),
+        select(M.conversation_id, M.id, M.inbound, M.text).where(
+            M.conversation_id.in_(conversations), M.id >= oldest, M.id < newest
+        ),
     )
     by_conversation: dict[int, list[tuple[int, bool, str]]] = {}
-    for conversation, message_id, inbound, text in [*conn.execute(earlier), *conn.execute(recent)]:
+    for conversation, message_id, inbound, text in conn.execute(stmt):
         by_conversation.setdefault(conversation, []).append((message_id, bool(inbound), text))
     out: dict[int, tuple[Turn, ...]] = {}
     for i in inbounds:
@@ -231,35 +257,6 @@ def _histories(
         )
         out[i.message_id] = tuple(Turn(inbound, text) for _, inbound, text in thread[-turns:])
     return out
-
-
-def _campaign_variables(
-    conn: Connection, inbounds: list[Inbound]
-) -> dict[tuple[int, int], dict[str, str]]:
-    """Per (contact, account): the --var values of the last campaign message that account
-    sent that learner."""
-    pairs = {(i.contact_id, i.account_id) for i in inbounds}
-    rank = func.row_number().over(
-        partition_by=(D.contact_id, D.account_id), order_by=(desc(D.sent_at), desc(D.id))
-    )
-    last = (
-        select(D.contact_id, D.account_id, C.vars, rank.label("rank"))
-        .select_from(tables.deliveries)
-        .join(tables.campaign_runs, R.id == D.run_id)
-        .join(tables.campaigns, C.id == R.campaign_id)
-        .where(
-            D.contact_id.in_(sorted({c for c, _ in pairs})),
-            D.account_id.in_(sorted({a for _, a in pairs})),
-            D.state == DeliveryState.SENT,
-        )
-        .subquery()
-    )
-    stmt = select(last.c.contact_id, last.c.account_id, last.c.vars).where(last.c.rank == 1)
-    return {
-        (contact, account): dict(found or {})
-        for contact, account, found in conn.execute(stmt)
-        if (contact, account) in pairs
-    }
 
 
 def _skip_pending(engine: Engine, external_ids: Sequence[str]) -> None:
