@@ -39,17 +39,14 @@ import itertools
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,6 +59,15 @@ import redis  # noqa: E402
 from sqlalchemy import Engine, create_engine, insert, select, text  # noqa: E402
 from sqlalchemy.pool import NullPool  # noqa: E402
 
+from bench._harness import (  # noqa: E402
+    BENCH_APP,
+    PG,
+    BenchError,
+    admin_sql,
+    consumers,
+    guarded,
+    progress,
+)
 from worker.config import Settings  # noqa: E402
 from worker.replies.handle import handle_inbound  # noqa: E402
 from worker.replies.inbound import InboundPayload, record_inbound  # noqa: E402
@@ -76,20 +82,14 @@ from worker.store.db import make_engine  # noqa: E402
 from worker.store.models import utcnow  # noqa: E402
 from worker.webhooks import new_secret, signed_headers  # noqa: E402
 
-PG = "postgresql+psycopg://postgres@127.0.0.1:5432"
 DB_NAME = "siyu_bench_replies"
 REDIS_URL = "redis://127.0.0.1:6379/11"
-BENCH_APP = "siyu-bench"  # the benchmark's own connections, left out of the DB CPU figure
 CHANNEL = "mock"
 POLL_S = 0.1
 WARMUP = 20  # webhooks decided before any clock starts: jieba's dictionary, pools, imports
 TEXT_FILES = ("tests/data/replies_dev.jsonl", "tests/data/replies_eval.jsonl")
 M = tables.messages.c
 GOAL_P95_MS, GOAL_RATE = 50.0, 200.0
-
-
-class BenchError(RuntimeError):
-    """The run cannot produce a trustworthy figure."""
 
 
 @dataclass(frozen=True)
@@ -155,16 +155,6 @@ def pct(values: Sequence[float], p: float) -> float:
 
 
 # -- the world -----------------------------------------------------------------------------
-
-
-def admin_sql(*statements: str) -> None:
-    admin = create_engine(f"{PG}/test", isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            for statement in statements:
-                conn.execute(text(statement))
-    finally:
-        admin.dispose()
 
 
 def database_url(opts: Options, tmp: Path) -> str:
@@ -274,7 +264,7 @@ class Services:
         )
 
     def wait_ready(self, client: redis.Redis, deadline: float) -> None:
-        while not (self._api_up() and _consumers(client) >= 1):
+        while not (self._api_up() and consumers(client) >= 1):
             self.check_alive()
             if time.monotonic() > deadline:
                 raise BenchError(f"services did not start\n{self.log_tails()}")
@@ -323,12 +313,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def _consumers(client: redis.Redis) -> int:
-    db = client.connection_pool.connection_kwargs.get("db", 0)
-    listing: Any = client.client_list()
-    return sum(1 for c in listing if c.get("cmd") == "brpop" and int(c.get("db", -1)) == db)
 
 
 @contextlib.contextmanager
@@ -560,10 +544,6 @@ def run_all(opts: Options, tmp: Path) -> tuple[Baseline | None, list[Phase], Pha
 # -- output --------------------------------------------------------------------------------
 
 
-def progress(line: str) -> None:
-    print(f"  .. {line}", file=sys.stderr, flush=True)
-
-
 def print_table(opts: Options, base: Baseline | None, phases: Sequence[Phase]) -> None:
     heads = ("phase", "webhooks", "accepted/s", "decided/s", "decision p50/p95/p99 ms",
              "end-to-end p50/p95", "HTTP p50/p95 ms")  # fmt: skip
@@ -670,30 +650,16 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     )  # fmt: skip
 
 
-def _terminate(signum: int, _frame: FrameType | None) -> None:
-    raise SystemExit(128 + signum)  # unwinds through every `finally`: processes, database
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     opts = parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminate)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    tmp = Path(tempfile.mkdtemp(prefix="siyu-bench-replies-"))
-    try:
-        base, paced, flood = run_all(opts, tmp)
-    except BenchError as exc:
-        print(f"benchmark failed: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    finally:
+
+    def cleanup() -> None:
         if not opts.sqlite:
             with contextlib.suppress(Exception):
                 admin_sql(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
-        with contextlib.suppress(Exception):
-            redis.Redis.from_url(REDIS_URL).flushdb()
-        shutil.rmtree(tmp, ignore_errors=True)
+        redis.Redis.from_url(REDIS_URL).flushdb()
+
+    base, paced, flood = guarded("siyu-bench-replies-", lambda tmp: run_all(opts, tmp), cleanup)
     result = summary(opts, base, paced, flood)
     print_table(opts, base, [*paced, flood])
     print_verdict(result)

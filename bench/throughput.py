@@ -33,8 +33,6 @@ import argparse
 import contextlib
 import json
 import os
-import shutil
-import signal
 import sys
 import tempfile
 import threading
@@ -43,7 +41,6 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,6 +51,15 @@ import psutil  # noqa: E402
 import redis  # noqa: E402
 from sqlalchemy import Engine, create_engine, func, insert, select, text  # noqa: E402
 
+from bench._harness import (  # noqa: E402
+    BENCH_APP,
+    PG,
+    BenchError,
+    admin_sql,
+    consumers,
+    guarded,
+    progress,
+)
 from worker.campaigns.lifecycle import CampaignSpec, create_campaign, start_campaign  # noqa: E402
 from worker.campaigns.materialise import materialise  # noqa: E402
 from worker.campaigns.tick import tick  # noqa: E402
@@ -62,13 +68,11 @@ from worker.runtime import Context, configure_celery, procs  # noqa: E402
 from worker.store.db import init_db, make_engine  # noqa: E402
 from worker.store.models import Account, CampaignRun, Delivery, Segment, utcnow  # noqa: E402
 
-PG = "postgresql+psycopg://postgres@127.0.0.1:5432"
 DB_NAME = "siyu_bench"
 DB_URL = f"{PG}/{DB_NAME}"
 REDIS_URL = "redis://127.0.0.1:6379/12"
 POLL_S = 0.2
 PROGRESS_PER_ROW_S = 5.0 / 100_000  # a progress count of N rows every N/20,000 s (min 5 s)
-BENCH_APP = "siyu-bench"  # the benchmark's own connections, left out of the DB CPU figure
 MILLION = 1_000_000
 CAMPAIGN = "bench"
 TEMPLATE = (
@@ -87,10 +91,6 @@ HUB_KEYS = 20_000
 NO_LIMITS = "# memory accounts: no account limits, no recipient caps\n[account]\n"
 D = Delivery.__table__.c  # type: ignore[attr-defined]
 R = CampaignRun.__table__.c  # type: ignore[attr-defined]
-
-
-class BenchError(RuntimeError):
-    """The run cannot produce a trustworthy figure."""
 
 
 @dataclass(frozen=True)
@@ -142,16 +142,6 @@ class Deadline:
 
 
 # -- database ------------------------------------------------------------------------------
-
-
-def admin_sql(*statements: str) -> None:
-    admin = create_engine(f"{PG}/test", isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            for statement in statements:
-                conn.execute(text(statement))
-    finally:
-        admin.dispose()
 
 
 def recreate_database() -> None:
@@ -349,7 +339,7 @@ class WorkerPool:
     def wait_consuming(self, client: redis.Redis, deadline: Deadline) -> None:
         """Until every process blocks on the broker (BRPOP): ready, and the clock may start."""
         give_up = time.monotonic() + 120
-        while _consumers(client) < len(self.procs):
+        while consumers(client) < len(self.procs):
             self.check_alive()
             deadline.check("waiting for workers to start")
             if time.monotonic() > give_up:
@@ -366,12 +356,6 @@ class WorkerPool:
         """`window`'s CPU figures with the peaks of the whole life of the pool."""
         window.peak_rss_mb, window.total_rss_mb = self.peak_rss_mb, self.total_rss_mb
         return window
-
-
-def _consumers(client: redis.Redis) -> int:
-    db = client.connection_pool.connection_kwargs.get("db", 0)
-    listing: Any = client.client_list()
-    return sum(1 for c in listing if c.get("cmd") == "brpop" and int(c.get("db", -1)) == db)
 
 
 @contextlib.contextmanager
@@ -539,10 +523,6 @@ def _sent_note(ctx: Context, run_id: int, started: float) -> str:
 # -- output --------------------------------------------------------------------------------
 
 
-def progress(line: str) -> None:
-    print(f"  .. {line}", file=sys.stderr, flush=True)
-
-
 def print_table(opts: Options, phases: list[Phase]) -> None:
     heads = ("phase", "contacts", "W x C", "seconds", "msgs/s", "worker CPU", "DB CPU",
              "peak RSS/worker", "all workers")  # fmt: skip
@@ -653,30 +633,15 @@ def run_phases(opts: Options, tmp: Path) -> list[Phase]:
     return phases
 
 
-def _terminate(signum: int, _frame: FrameType | None) -> None:
-    raise SystemExit(128 + signum)  # unwinds through every `finally`: workers, database
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     opts = parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminate)
-    # Ctrl-C must clean up even when started from a shell that ignores SIGINT in background jobs.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    tmp = Path(tempfile.mkdtemp(prefix="siyu-bench-"))
-    try:
-        phases = run_phases(opts, tmp)
-    except BenchError as exc:
-        print(f"benchmark failed: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    finally:
+
+    def cleanup() -> None:
         with contextlib.suppress(Exception):
             drop_database()
-        with contextlib.suppress(Exception):
-            redis.Redis.from_url(REDIS_URL).flushdb()
-        shutil.rmtree(tmp, ignore_errors=True)
+        redis.Redis.from_url(REDIS_URL).flushdb()
+
+    phases = guarded("siyu-bench-", lambda tmp: run_phases(opts, tmp), cleanup)
     result = summary(opts, phases)
     print_table(opts, phases)
     print_verdict(result)

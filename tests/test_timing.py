@@ -44,6 +44,7 @@ class Pacer:
     def __init__(self, fresh: list[float]) -> None:
         self.fresh = fresh
         self.asked: list[tuple[int, float | None]] = []
+        self.paced: list[bool] = []
 
     def batch_size(self, default: int) -> int:
         return default
@@ -52,6 +53,7 @@ class Pacer:
         self, count: int, *, not_after: float | None = None, paced: bool = True
     ) -> list[float]:
         self.asked.append((count, not_after))
+        self.paced.append(paced)
         return [t for t in self.fresh if not_after is None or t < not_after][:count]
 
     released: list[float]
@@ -102,6 +104,9 @@ def test_a_late_wake_gives_its_slot_back_and_waits_for_a_fresh_one_before_the_en
     assert timer.on_time(1.0, not_after=100.0) == 5.0
     assert pacer.asked == [(1, 100.0)] and clock.now == 5.0
     assert pacer.released == [1.0]
+    # It was due: the limits' next slot, not one after the pacing plan's last (each late
+    # wake would push the plan a gap later, past the run's end on a busy machine).
+    assert pacer.paced == [False]
 
 
 def test_a_late_wake_without_a_fresh_slot_before_the_end_does_not_send() -> None:

@@ -83,7 +83,10 @@ class SendTimer:
         if isinstance(self.pacer, Unpaced) or self.clock() <= at + LATE_S:
             return at
         self.pacer.release([at])
-        fresh = self.pacer.reserve(1, not_after=not_after)
+        # Unpaced: the message was already due, so it takes the limits' next slot. A paced
+        # one would go after every slot the batch holds, and each late wake would push the
+        # whole plan one gap later, past the run's end when the machine is busy.
+        fresh = self.pacer.reserve(1, not_after=not_after, paced=False)
         if fresh and self.wait_until(fresh[0]):
             return fresh[0]
         self.pacer.release(fresh)
