@@ -23,7 +23,7 @@ from worker.channels.memory import MemoryChannel
 from worker.config import Settings, get_settings
 from worker.dispatch.compose import idempotency_key
 from worker.render import MessageRenderer, RecipientView
-from worker.store.db import get_engine
+from worker.store.db import get_engine, installation_id
 from worker.store.models import (
     Account,
     Campaign,
@@ -113,7 +113,7 @@ def send(delivery_id: int) -> None:
     _state, run_id, contact_id, account, external_id, name, tags, attrs = row
     view = RecipientView(contact_id, external_id, name or "", tuple(tags or ()), attrs or {})
     text = _renderer(engine, settings, run_id).render(view)
-    key = idempotency_key(run_id, contact_id)
+    key = idempotency_key(installation_id(engine), run_id, contact_id)
     result = _channel(account).send(OutboundMessage(external_id, text, key))
     now = utcnow()
     with engine.begin() as conn:
