@@ -295,10 +295,10 @@ def _cpu_s(pid: int) -> float:
     return 0.0
 
 
-def db_cpu_s(opts: Options) -> float:
-    """CPU seconds of the PostgreSQL backends serving the benchmark database (0 for SQLite)."""
+def db_cpu_s(opts: Options) -> dict[int, float]:
+    """CPU seconds of each PostgreSQL backend serving the benchmark database (none: SQLite)."""
     if opts.sqlite:
-        return 0.0
+        return {}
     query = text("SELECT pid FROM pg_stat_activity WHERE datname = :db AND application_name <> :me")
     admin = create_engine(f"{PG}/test", poolclass=NullPool)
     try:
@@ -306,7 +306,14 @@ def db_cpu_s(opts: Options) -> float:
             pids = list(conn.execute(query, {"db": DB_NAME, "me": BENCH_APP}).scalars())
     finally:
         admin.dispose()
-    return sum(_cpu_s(pid) for pid in pids)
+    return {pid: _cpu_s(pid) for pid in pids}
+
+
+def db_cpu_between(before: dict[int, float], after: dict[int, float]) -> float:
+    """The backends' CPU seconds between two readings. A backend that ended in between (the
+    pool closes its overflow connections) takes its CPU with it: not counted rather than
+    counted negative; one that started in between counts from zero."""
+    return sum(max(0.0, cpu - before.get(pid, 0.0)) for pid, cpu in after.items())
 
 
 def free_port() -> int:
@@ -453,7 +460,7 @@ def run_phase(
     wait_decided(engine, sent, services, timeout_s=max(60.0, count / 20))
     cpu1, db1 = services.cpu_s(), db_cpu_s(opts)
     cpu = {name: cpu1[name] - cpu0[name] for name in cpu0}
-    cpu["db"] = db1 - db0
+    cpu["db"] = db_cpu_between(db0, db1)
     cpu["client"] = time.process_time() - client0
     decision, end_to_end, last_decided = latencies(engine, sent)
     phase = Phase(
