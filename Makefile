@@ -32,6 +32,7 @@ check: lint test
 bench: install
 	$(PY) bench/throughput.py
 	$(PY) bench/limiter.py
+	$(PY) bench/replies.py
 
 # Reply accuracy per category on tests/data/replies_eval.jsonl, retrieval responder alone
 # (no LLM); fails below the floors of issue 9. Wrong cases are listed under their category.

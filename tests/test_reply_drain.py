@@ -103,10 +103,12 @@ def test_the_drain_decides_everything_in_batches_and_wakes_each_lane_once_a_batc
     def seen(batch: Batch) -> None:
         batches.append(batch)
         flag.append(ctx.redis.exists(keys(ctx).replies_queued))
+        if len(batches) == 1:
+            assert request_drain(ctx) is False, "while the drain works, requests send nothing"
 
     assert drain(ctx, on_batch=seen) == 40
-    assert [b.loaded for b in batches] == [handle.BATCH, 40 - handle.BATCH, 0]
-    assert flag == [0, 0, 0], "a request made during a batch would be seen"
+    assert [b.loaded for b in batches] == [handle.BATCH, 40 - handle.BATCH, 0, 0]
+    assert flag == [1, 1, 1, 0], "the flag is cleared once, before the last read"
     assert all(action == "reply" for action, _ in decisions(ctx).values())
     assert sorted(decisions(ctx)) == ids
     assert answers(ctx) == 40
@@ -121,17 +123,56 @@ def test_a_request_made_after_the_last_batch_read_is_served_before_the_drain_lea
     lease, a message is stored and requested; the request's own task finds the lease taken
     and leaves. The drain must go on and decide the message."""
     late: list[int] = []
+    flag = keys(ctx).replies_queued
 
     def between(batch: Batch) -> None:
-        if batch.loaded == 0 and not late:
+        if batch.loaded == 0 and not ctx.redis.exists(flag) and not late:
             late.append(write(ctx, "怎么进群"))
             assert request_drain(ctx) is True
             assert drain(ctx) == 0, "the request's task: the lease is taken"
 
     write(ctx, "早鸟价多少钱")
+    assert request_drain(ctx) is True  # the flag is set until the drain clears it, leaving
+    assert drain(ctx, on_batch=between) == 2
+    assert decisions(ctx)[late[0]][0] is not None
+    assert enqueued == ["siyu.replies", "siyu.replies"]
+
+
+def test_a_message_whose_request_found_the_flag_set_is_decided_before_the_drain_leaves(
+    ctx: Context, enqueued: list[str], kicked: list[int]
+) -> None:
+    """Forced ordering: the drain's batches found nothing and the flag is still set; a
+    message is stored and its request sends nothing (the flag is set). The drain's read
+    after clearing the flag must decide it."""
+    late: list[int] = []
+    flag = keys(ctx).replies_queued
+
+    def between(batch: Batch) -> None:
+        if batch.loaded == 0 and ctx.redis.exists(flag) and not late:
+            late.append(write(ctx, "怎么进群"))
+            assert request_drain(ctx) is False
+
+    assert request_drain(ctx) is True
+    write(ctx, "早鸟价多少钱")
     assert drain(ctx, on_batch=between) == 2
     assert decisions(ctx)[late[0]][0] is not None
     assert enqueued == ["siyu.replies"]
+
+
+def test_a_drain_that_lost_its_lease_stops_and_leaves_the_flag_to_the_holder(
+    ctx: Context, kicked: list[int]
+) -> None:
+    for i in range(1, handle.BATCH + 6):
+        write(ctx, "早鸟价多少钱", sender=f"u{i % 40 + 1:06d}")
+    names = keys(ctx)
+    ctx.redis.set(names.replies_queued, "1")
+
+    def taken_over(batch: Batch) -> None:  # the lease expired and another drain took it
+        ctx.redis.set(names.replies, "someone-else")
+
+    assert drain(ctx, on_batch=taken_over) == handle.BATCH
+    assert ctx.redis.get(names.replies) == b"someone-else", "not released: not ours"
+    assert ctx.redis.exists(names.replies_queued) == 1, "the holder clears it when it leaves"
 
 
 def test_a_second_drain_leaves_while_one_runs(ctx: Context, kicked: list[int]) -> None:

@@ -1,14 +1,15 @@
 """The reply drain: one task at a time decides the undecided inbound messages, in batches.
 
 The API stores a message and calls `request_drain`. The first request sets a flag and
-enqueues one `siyu.replies` task; the requests after it find the flag and send nothing, so a
-burst of webhooks costs one Celery message, not one each. The task (`drain`) takes the
-drain's lease, clears the flag, decides a batch (`handle.handle_batch`), and goes on until a
-batch finds nothing. Then it releases the lease and looks at the flag once more: a request
-made after its last batch started, whose own task found the lease taken and left, is served
-by going on. Nothing is lost between two statements: a message is either committed before a
-batch reads (and that batch or a later one decides it) or its request sets the flag after the
-batch cleared it (and the drain or the request's task goes on).
+enqueues one `siyu.replies` task; the requests after it find the flag and send nothing, and
+the flag stays set while the drain works, so a steady stream of webhooks costs no Celery
+message at all. The task (`drain`) takes the drain's lease and decides batches
+(`handle.handle_batch`) until one finds nothing. Leaving, it clears the flag and reads once
+more: a message committed before the flag was cleared, whose request found it set and sent
+nothing, is decided by that read; a message committed after it has its request set the flag
+and enqueue a task. That task may find the lease still taken and leave, so the drain, having
+released its lease, looks at the flag once more and goes on if it is set. Nothing is lost
+between any two of these statements (tests force each ordering).
 
 The tick is the safety net (`stale_undecided`): a message still undecided after `STALE_S`
 (a lost Celery message, a worker killed in a drain, whose lease then expires) gets a drain
@@ -57,21 +58,36 @@ def drain(ctx: Context, on_batch: Callable[[Batch], None] | None = None) -> int:
     lease_s = LEASE_S + (ctx.settings.llm_deadline_s if ctx.settings.llm_base_url else 0.0)
     lease = Lease(ctx.redis, names.replies, int(lease_s * 1000))
     decided = 0
+
+    def step() -> Batch:
+        nonlocal decided
+        batch = handle_batch(ctx.engine, ctx.settings)
+        decided += len(batch.handled)
+        wake_lanes(ctx, batch)
+        if on_batch is not None:
+            on_batch(batch)
+        return batch
+
+    def until_empty() -> bool:
+        """Batches until one finds nothing (True), or until the lease is lost (False)."""
+        while step().loaded:
+            if not lease.renew():
+                return False
+        return True
+
     while lease.acquire():
         try:
-            while True:
-                ctx.redis.delete(names.replies_queued)
-                batch = handle_batch(ctx.engine, ctx.settings)
-                decided += len(batch.handled)
-                wake_lanes(ctx, batch)
-                if on_batch is not None:
-                    on_batch(batch)
-                if batch.loaded == 0 or not lease.renew():
-                    break
+            if not until_empty():
+                return decided  # another drain holds it now and carries on
+            # Leaving: from here on a request enqueues a task again. One more read decides
+            # what was committed before that, whose request found the flag still set.
+            ctx.redis.delete(names.replies_queued)
+            if not until_empty():
+                return decided
         finally:
             lease.release()
         if not ctx.redis.exists(names.replies_queued):
-            break
+            break  # else a request came after that read, and its task found the lease taken
     return decided
 
 
