@@ -190,3 +190,34 @@ def test_the_mock_platform_delivers_signed_inbound_end_to_end(api: Api, tmp_path
     assert [text for _, text, _ in api.messages()] == ["怎么进群?", "退订"]
     with api.engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(tables.conversations)).scalar() == 1
+
+
+def test_the_database_work_of_requests_runs_on_a_few_threads_at_once(engine: Engine) -> None:
+    """More threads than cores only add GIL handoffs to the slowest requests (`DB_THREADS`)."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from worker.api.app import DB_THREADS
+
+    lock, inside, most = threading.Lock(), [0], [0]
+
+    def slow_hook(stored: Stored) -> None:  # runs on the request's database thread
+        with lock:
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+        threading.Event().wait(0.3)
+        with lock:
+            inside[0] -= 1
+
+    app = create_app(Settings(webhook_secret=SECRET), engine, on_stored=slow_hook)
+    with serving(app) as url:
+        api = Api(url, engine)
+        with ThreadPoolExecutor(3 * DB_THREADS) as pool:
+            answers = list(
+                pool.map(
+                    lambda i: api.post(payload(f"第{i}个问题", message_id=f"p-{i}")),
+                    range(3 * DB_THREADS),
+                )
+            )
+    assert [a.status_code for a in answers] == [200] * (3 * DB_THREADS)
+    assert most[0] == DB_THREADS
