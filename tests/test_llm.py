@@ -27,6 +27,7 @@ from tests.support.llmstub import (
 from tests.support.mockplatform import free_port
 from worker.config import Settings
 from worker.errors import UserError
+from worker.httpwait import retry_after_s
 from worker.replies.llm import (
     HOLDING_REPLY,
     ChatClient,
@@ -35,7 +36,6 @@ from worker.replies.llm import (
     llm_responder,
     new_llm_responder,
 )
-from worker.replies.llm.client import retry_after_s
 from worker.replies.model import Action, Decision, Entry, Hit, Question, Turn
 from worker.replies.prompt import PromptBuilder, fence_close, fence_open
 

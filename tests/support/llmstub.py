@@ -16,8 +16,10 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.support.serving import serving_handler
 
 COMPLETIONS_PATH = "/v1/chat/completions"
 
@@ -152,17 +154,6 @@ def _handler(stub: LLMStub) -> type[BaseHTTPRequestHandler]:
 def llm_stub(*script: Scripted) -> Iterator[LLMStub]:
     """Serve the script on a free loopback port; `stub.base_url` ends in `/v1`."""
     stub = LLMStub(list(script))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(stub))
-    server.daemon_threads = True
-    stub.base_url = f"http://127.0.0.1:{server.server_address[1]}/v1"
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="llm-stub", daemon=True
-    )
-    thread.start()
-    try:
+    with serving_handler(_handler(stub), "llm-stub", stub.stopping.set) as url:
+        stub.base_url = f"{url}/v1"
         yield stub
-    finally:
-        stub.stopping.set()
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)

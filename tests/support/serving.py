@@ -1,11 +1,13 @@
-"""Serve an ASGI app over real HTTP on loopback, in a thread of the test process."""
+"""Serve a fake over real HTTP on loopback, in a thread of the test process: an ASGI app
+(`serving`) or a stdlib request handler (`serving_handler`)."""
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import uvicorn
@@ -32,3 +34,24 @@ def serving(app: Any) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+@contextmanager
+def serving_handler(
+    handler: type[BaseHTTPRequestHandler], name: str, on_stop: Callable[[], None]
+) -> Iterator[str]:
+    """Serve `handler` on a free port, one thread per request; yield the base URL. On exit
+    `on_stop` runs first (to cut short a request that is waiting), then the server stops."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, name=name, daemon=True
+    )
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        on_stop()
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)

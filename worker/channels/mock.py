@@ -7,7 +7,6 @@ Errors never carry the message text or the recipient.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any, ClassVar, NoReturn
 from urllib.parse import quote
@@ -25,13 +24,18 @@ from worker.channels.errors import (
     SenderAtRisk,
     Transient,
 )
+from worker.channels.http import (
+    DEFAULT_TIMEOUT_S,
+    NOT_SENT_ERRORS,
+    http_url,
+    json_field,
+    message_id_of,
+    timeout_seconds,
+    timeouts,
+)
 from worker.errors import UserError
+from worker.httpwait import number
 
-CONNECT_TIMEOUT_S = 3.0
-DEFAULT_TIMEOUT_S = 10.0
-
-# Failures before the request could reach the platform: nothing was sent.
-NOT_SENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 # The platform's own refusals before processing (its injected 500s, 503 overloaded).
 NOT_PROCESSED_STATUSES = (500, 503)
 
@@ -54,14 +58,13 @@ class MockChannel(Channel):
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         super().__init__(account, config)
-        base_url = _base_url(account, self.config["url"])
-        timeout_s = _timeout_s(account, self.config.get("timeout_s", DEFAULT_TIMEOUT_S))
-        connect_s = min(CONNECT_TIMEOUT_S, timeout_s)
-        self._send_timeout_s = connect_s + timeout_s
+        base_url = http_url(account, "url", self.config["url"])
+        timeout_s = timeout_seconds(account, self.config.get("timeout_s", DEFAULT_TIMEOUT_S))
+        timeout, self._send_timeout_s = timeouts(timeout_s)
         self.remote_account = _remote_account(account, self.config.get("remote_account"))
         self._client = httpx.Client(
             base_url=base_url,
-            timeout=httpx.Timeout(timeout_s, connect=connect_s),
+            timeout=timeout,
             transport=transport,
             headers={"User-Agent": "siyu-mock-channel"},
         )
@@ -93,7 +96,7 @@ class MockChannel(Channel):
             return None
         if response.status_code != 200:
             raise Transient(f"{self._who()}: lookup answered HTTP {response.status_code}")
-        message_id = _message_id(response)
+        message_id = message_id_of(response)
         if message_id is None:
             raise Transient(f"{self._who()}: lookup answered without a message_id")
         return SendResult(message_id)
@@ -103,7 +106,7 @@ class MockChannel(Channel):
 
     def _send_result(self, response: httpx.Response) -> SendResult:
         if response.status_code == 200:
-            message_id = _message_id(response)
+            message_id = message_id_of(response)
             if message_id is None:
                 # Accepted, but we cannot tell under which id: let lookup settle it.
                 raise DeliveryUnknown(f"{self._who()}: HTTP 200 without a message_id")
@@ -131,28 +134,6 @@ class MockChannel(Channel):
         return f"mock account {self.account!r}"
 
 
-def _base_url(account: str, value: object) -> str:
-    try:
-        url = httpx.URL(value) if isinstance(value, str) else None
-    except httpx.InvalidURL:
-        url = None
-    bad_port = url is not None and url.port is not None and not 0 < url.port < 65536
-    if url is None or url.scheme not in ("http", "https") or not url.host or bad_port:
-        raise UserError(
-            f"account {account!r}: config url must be an http(s) URL with a host, got {value!r}"
-        )
-    return str(value).rstrip("/")
-
-
-def _timeout_s(account: str, value: object) -> float:
-    timeout_s = _as_seconds(value)
-    if timeout_s is None or timeout_s <= 0:
-        raise UserError(
-            f"account {account!r}: config timeout_s must be a positive number, got {value!r}"
-        )
-    return timeout_s
-
-
 def _remote_account(account: str, value: object) -> str:
     if value is None:
         return account
@@ -161,40 +142,16 @@ def _remote_account(account: str, value: object) -> str:
     return value.strip()
 
 
-def _json_field(response: httpx.Response, name: str) -> object:
-    try:
-        body = response.json()
-    except ValueError:
-        return None
-    return body.get(name) if isinstance(body, dict) else None
-
-
-def _message_id(response: httpx.Response) -> str | None:
-    value = _json_field(response, "message_id")
-    return value if isinstance(value, str) and value else None
-
-
 def _error_code(response: httpx.Response) -> str | None:
     """The platform's short error code; never the rest of the body, which may echo input."""
-    value = _json_field(response, "error")
+    value = json_field(response, "error")
     return value[:80] if isinstance(value, str) else None
 
 
 def _retry_after_s(response: httpx.Response) -> float:
     """The wait from the body's `retry_after`, else the `Retry-After` header, else 1 s."""
-    for value in (_json_field(response, "retry_after"), response.headers.get("Retry-After")):
-        seconds = _as_seconds(value)
+    for value in (json_field(response, "retry_after"), response.headers.get("Retry-After")):
+        seconds = number(value)
         if seconds is not None and seconds >= 0:
             return seconds
     return 1.0
-
-
-def _as_seconds(value: object) -> float | None:
-    """A finite number of seconds from a number or numeric string; None for anything else."""
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        return None
-    return seconds if math.isfinite(seconds) else None

@@ -23,9 +23,7 @@ request again without it, and this client never sends it again.
 
 from __future__ import annotations
 
-import email.utils
 import logging
-import math
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -37,6 +35,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_ran
 
 from worker.config import normalise_llm_base_url
 from worker.errors import SiyuError, UserError
+from worker.httpwait import retry_after_s
 
 log = logging.getLogger(__name__)
 
@@ -86,34 +85,6 @@ class _Choice(BaseModel):
 
 class _Completion(BaseModel):
     choices: list[_Choice] = Field(min_length=1)
-
-
-def retry_after_s(headers: httpx.Headers, now: datetime) -> float | None:
-    """The wait a response asks for: `retry-after-ms`, else `Retry-After` in seconds or as an
-    HTTP date (relative to `now`); None when absent or unreadable. Never negative."""
-    if (ms := _number(headers.get("retry-after-ms"))) is not None:
-        return max(0.0, ms / 1000)
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    seconds = _number(value)
-    if seconds is None:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - now).total_seconds()
-    return max(0.0, seconds)
-
-
-def _number(value: str | None) -> float | None:
-    try:
-        number = float(value) if value is not None else None
-    except ValueError:
-        return None
-    return number if number is not None and math.isfinite(number) else None
 
 
 class ChatClient:
