@@ -45,19 +45,18 @@ def new_secret() -> str:
     return PREFIX + base64.b64encode(secrets.token_bytes(24)).decode()
 
 
-def check_secret(secret: str) -> Webhook:
-    """The verifier for `secret`; `ValueError` with a one-line fix when it is malformed."""
+def check_secret(secret: str, name: str = "SIYU_WEBHOOK_SECRET") -> Webhook:
+    """The signer and verifier for `secret`; `ValueError` with a one-line fix, naming the
+    setting `name` (never the secret), when it is malformed."""
     how = f"e.g. {new_secret()} (python -m worker.webhooks prints a new one)"
     if not secret.startswith(PREFIX):
-        raise ValueError(f"SIYU_WEBHOOK_SECRET must start with {PREFIX!r}, {how}")
+        raise ValueError(f"{name} must start with {PREFIX!r}, {how}")
     try:
         key = base64.b64decode(secret[len(PREFIX) :], validate=True)
     except (binascii.Error, ValueError):
-        raise ValueError(
-            f"SIYU_WEBHOOK_SECRET: the part after {PREFIX!r} is not base64, {how}"
-        ) from None
+        raise ValueError(f"{name}: the part after {PREFIX!r} is not base64, {how}") from None
     if len(key) < 16:
-        raise ValueError(f"SIYU_WEBHOOK_SECRET: the key is shorter than 16 bytes, {how}")
+        raise ValueError(f"{name}: the key is shorter than 16 bytes, {how}")
     return Webhook(secret)
 
 

@@ -10,11 +10,15 @@ from typing import Any, ClassVar
 
 @dataclass(frozen=True, slots=True)
 class OutboundMessage:
-    """One rendered message; `idempotency_key` is stable across every retry of a delivery."""
+    """One rendered message; `idempotency_key` is stable across every retry of a delivery.
+
+    `campaign` names the campaign it belongs to (None: a reply to a learner).
+    """
 
     to: str
     text: str
     idempotency_key: str
+    campaign: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +40,13 @@ class Channel(ABC):
     supports_idempotency_lookup: ClassVar[bool] = False
     config_keys: ClassVar[frozenset[str]] = frozenset()
     required_config: ClassVar[frozenset[str]] = frozenset()
+    # Config values never shown: not in a repr, a log line or an error message.
+    secret_keys: ClassVar[frozenset[str]] = frozenset()
+
+    @property
+    def can_lookup(self) -> bool:
+        """Whether this account can ask its platform about a send by key (`lookup`)."""
+        return self.supports_idempotency_lookup
 
     @property
     def send_timeout_s(self) -> float:
@@ -63,6 +74,18 @@ class Channel(ABC):
                 f"account {account!r}: channel {self.scheme!r} needs --config "
                 + ", ".join(f"{k}=..." for k in sorted(missing))
             )
+
+    def __repr__(self) -> str:
+        shown = {k: "***" if k in self.secret_keys else v for k, v in sorted(self.config.items())}
+        return f"{type(self).__name__}(account={self.account!r}, config={shown!r})"
+
+    def redact(self, text: str) -> str:
+        """`text` with every secret config value of this account replaced by `***`."""
+        for key in self.secret_keys:
+            value = self.config.get(key)
+            if isinstance(value, str) and value:
+                text = text.replace(value, "***")
+        return text
 
     @abstractmethod
     def send(self, message: OutboundMessage) -> SendResult:

@@ -85,7 +85,8 @@ class Composer:
             key = idempotency_key(
                 self.installation, claimed.run_id, claimed.contact_id, claimed.message_id
             )
-            out.todo.append((claimed, OutboundMessage(view.external_id, text, key)))
+            campaign = live[claimed.run_id].campaign if claimed.run_id in live else None
+            out.todo.append((claimed, OutboundMessage(view.external_id, text, key, campaign)))
         return out
 
     def _reply(self, claimed: Claimed, view: RecipientView, text: str) -> str | Outcome:

@@ -101,7 +101,7 @@ def _lookup_all(
     rows = _rows(ctx, ids)
     outcomes: list[Outcome] = []
     for delivery_id in ids:
-        if channel is None or not channel.supports_idempotency_lookup:
+        if channel is None or not channel.can_lookup:
             outcomes.append(Outcome(delivery_id, DeliveryState.UNKNOWN, reason="ambiguous_send"))
             report.unknown += 1
             continue

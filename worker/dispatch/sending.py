@@ -165,7 +165,7 @@ def _settle_ambiguous(
 ) -> Outcome | None:
     """Ask the platform; without a lookup the row is `unknown`, never resent."""
     error = f"{type(exc).__name__}: {exc}"[:300]
-    if not channel.supports_idempotency_lookup:
+    if not channel.can_lookup:
         return Outcome(delivery_id, DeliveryState.UNKNOWN, reason="ambiguous_send", error=error)
     try:
         found = channel.lookup(message.idempotency_key)
