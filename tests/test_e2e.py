@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.cluster import Workers, wait_for
+from tests.support.cluster import Workers, wait_for, worker_env
 from tests.support.mockplatform import duplicate_attempts, running_mock_platform
 from tests.support.world import (
     add_accounts,
@@ -21,7 +21,6 @@ from tests.support.world import (
     add_contacts,
     make_context,
     start,
-    write_policies,
 )
 from worker.campaigns.lifecycle import cancel_campaign, pause_campaign, resume_campaign
 from worker.campaigns.status import campaign_status, iter_deliveries
@@ -37,19 +36,11 @@ def platform(tmp_path: Path) -> Iterator[str]:
 
 
 def env_for(ctx: Context, db_url: str, redis_url: str) -> dict[str, str]:
-    return {
-        "SIYU_DATABASE_URL": db_url,
-        "SIYU_REDIS_URL": redis_url,
-        "SIYU_TEMPLATES_DIR": str(ctx.settings.templates_dir),
-        "SIYU_STATE_DIR": str(ctx.settings.state_dir),
-        "SIYU_LANE_SLICE_S": "10",
-        "SIYU_LANE_LEASE_MS": "4000",
-        "SIYU_TICK_INTERVAL_S": "1",
-        # These tests are about delivery, not pacing: the mock accounts are unlimited here.
-        "SIYU_RATE_LIMITS_DIR": str(
-            write_policies(ctx.settings.state_dir / "rate_limits", {"mock": "[account]\n"})
-        ),
-    }
+    # These tests are about delivery, not pacing: the mock accounts are unlimited here.
+    return worker_env(
+        ctx, db_url, redis_url, {"mock": "[account]\n"},
+        SIYU_LANE_SLICE_S="10", SIYU_LANE_LEASE_MS="4000", SIYU_TICK_INTERVAL_S="1",
+    )  # fmt: skip
 
 
 def messages(url: str) -> list[dict[str, Any]]:

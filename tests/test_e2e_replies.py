@@ -5,7 +5,6 @@ delivery (and a later campaign skips them) while its confirmation still arrives.
 
 from __future__ import annotations
 
-import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,15 +13,14 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from tests.support.cluster import Workers, wait_for
+from tests.support.cluster import Workers, wait_for, worker_env
 from tests.support.mockplatform import duplicate_attempts, free_port, running_mock_platform
 from tests.support.world import (
     add_accounts,
     add_campaign,
     add_contacts,
-    make_context,
+    make_reply_context,
     start,
-    write_policies,
 )
 from worker.campaigns.lifecycle import cancel_campaign
 from worker.campaigns.materialise import materialise
@@ -38,29 +36,21 @@ SECRET = new_secret()
 
 @pytest.fixture
 def ctx(db_url: str, redis_url: str, tmp_path: Path) -> Iterator[Context]:
-    context = make_context(db_url, redis_url, tmp_path)
-    shutil.copytree(REPO / "templates" / "replies", context.settings.templates_dir / "replies")
+    context = make_reply_context(db_url, redis_url, tmp_path)
     yield context
     context.engine.dispose()
 
 
 @pytest.fixture
 def env(ctx: Context, db_url: str, redis_url: str) -> dict[str, str]:
-    policies = write_policies(
-        ctx.settings.state_dir / "rate_limits", {"mock": "[account]\nper_minute = 1\n"}
-    )
-    return {
-        "SIYU_DATABASE_URL": db_url,
-        "SIYU_REDIS_URL": redis_url,
-        "SIYU_TEMPLATES_DIR": str(ctx.settings.templates_dir),
-        "SIYU_STATE_DIR": str(ctx.settings.state_dir),
-        "SIYU_RATE_LIMITS_DIR": str(policies),
-        "SIYU_TICK_INTERVAL_S": "1",
-        "SIYU_WEBHOOK_SECRET": SECRET,
-        "SIYU_REPLY_DELAY_MIN_S": "0.5",  # a real wait, kept short
-        "SIYU_REPLY_DELAY_MAX_S": "1",
-        "PYTHONUNBUFFERED": "1",
-    }
+    return worker_env(
+        ctx, db_url, redis_url, {"mock": "[account]\nper_minute = 1\n"},
+        SIYU_TICK_INTERVAL_S="1",
+        SIYU_WEBHOOK_SECRET=SECRET,
+        SIYU_REPLY_DELAY_MIN_S="0.5",  # a real wait, kept short
+        SIYU_REPLY_DELAY_MAX_S="1",
+        PYTHONUNBUFFERED="1",
+    )  # fmt: skip
 
 
 @pytest.fixture

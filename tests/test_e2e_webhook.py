@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.cli import siyu_on
-from tests.support.cluster import Workers
+from tests.support.cluster import Workers, worker_env
 from tests.support.gateway import ACCEPT_THEN_DROP, Reply, running_gateway
 from tests.support.world import (
     add_accounts,
@@ -18,7 +18,6 @@ from tests.support.world import (
     add_contacts,
     make_context,
     start,
-    write_policies,
 )
 from worker.campaigns.status import campaign_status
 from worker.webhooks import new_secret
@@ -45,16 +44,10 @@ def test_a_campaign_reaches_each_learner_once_through_the_gateway(
         )  # fmt: skip
         add_contacts(ctx.engine, 30, channel="webhook")
         add_campaign(ctx, "c1", ["gw1", "gw2"])
-        limits = write_policies(tmp_path / "limits", {"webhook": "[account]\n"})
-        env = {
-            "SIYU_DATABASE_URL": db_url,
-            "SIYU_REDIS_URL": redis_url,
-            "SIYU_TEMPLATES_DIR": str(ctx.settings.templates_dir),
-            "SIYU_STATE_DIR": str(ctx.settings.state_dir),
-            "SIYU_RATE_LIMITS_DIR": str(limits),
-            "SIYU_LANE_LEASE_MS": "4000",
-            "SIYU_TICK_INTERVAL_S": "1",
-        }
+        env = worker_env(
+            ctx, db_url, redis_url, {"webhook": "[account]\n"},
+            SIYU_LANE_LEASE_MS="4000", SIYU_TICK_INTERVAL_S="1",
+        )  # fmt: skip
         workers = Workers(env, tmp_path)
         workers.start(2)
         try:

@@ -15,8 +15,8 @@ import pytest
 from celery.signals import after_setup_logger, after_setup_task_logger
 from sqlalchemy import create_engine, select, text
 
-from tests.support.cluster import wait_for
-from tests.support.world import add_accounts, make_context, write_policies
+from tests.support.cluster import wait_for, worker_env
+from tests.support.world import add_accounts, make_context
 from worker import logmask
 from worker.dispatch.keys import keys
 from worker.logmask import MaskFilter, mask_phones
@@ -192,14 +192,7 @@ def test_a_worker_deciding_an_inbound_message_logs_neither_its_text_nor_a_phone(
     payload = {"message_id": "p1", "account": "a1", "from": f"+86{OTHER_PHONE}", "text": TEXT}
     stored = record_inbound(ctx.engine, "mock", InboundPayload.model_validate(payload))
     celery_app.send_task("siyu.replies", queue=keys(ctx).queue)
-    env = {
-        "SIYU_DATABASE_URL": db_url,
-        "SIYU_REDIS_URL": redis_url,
-        "SIYU_TEMPLATES_DIR": str(ctx.settings.templates_dir),
-        "SIYU_STATE_DIR": str(ctx.settings.state_dir),
-        "SIYU_RATE_LIMITS_DIR": str(write_policies(tmp_path / "limits", {"mock": "[account]\n"})),
-        "PYTHONUNBUFFERED": "1",
-    }
+    env = worker_env(ctx, db_url, redis_url, {"mock": "[account]\n"}, PYTHONUNBUFFERED="1")
     log = tmp_path / "worker.log"
     args = [sys.executable, "-m", "worker", "worker", "--concurrency", "1", "--loglevel", "DEBUG"]
     worker = procs.spawn(args, env=env, log=log, cwd=REPO)

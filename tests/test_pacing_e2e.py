@@ -13,7 +13,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from tests.support.cluster import Workers, wait_for
+from tests.support.cluster import Workers, wait_for, worker_env
 from tests.support.mockplatform import duplicate_attempts, running_mock_platform
 from tests.support.world import (
     add_accounts,
@@ -21,7 +21,6 @@ from tests.support.world import (
     add_contacts,
     make_context,
     start,
-    write_policies,
 )
 from worker.campaigns.lifecycle import cancel_campaign
 from worker.campaigns.status import campaign_status, iter_deliveries
@@ -34,15 +33,9 @@ pytestmark = pytest.mark.slow
 def cluster_env(
     ctx: Context, db_url: str, redis_url: str, policies: dict[str, str]
 ) -> dict[str, str]:
-    return {
-        "SIYU_DATABASE_URL": db_url,
-        "SIYU_REDIS_URL": redis_url,
-        "SIYU_TEMPLATES_DIR": str(ctx.settings.templates_dir),
-        "SIYU_STATE_DIR": str(ctx.settings.state_dir),
-        "SIYU_RATE_LIMITS_DIR": str(write_policies(ctx.settings.state_dir / "rl", policies)),
-        "SIYU_LANE_LEASE_MS": "4000",
-        "SIYU_TICK_INTERVAL_S": "1",
-    }
+    return worker_env(
+        ctx, db_url, redis_url, policies, SIYU_LANE_LEASE_MS="4000", SIYU_TICK_INTERVAL_S="1"
+    )
 
 
 def received(url: str) -> dict[str, list[float]]:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 
-from tests.support.llmstub import answer, llm_stub
+from tests.support.llmstub import LLMStub, answer, llm_stub
 from tests.support.world import (
     add_accounts,
     add_campaign,
@@ -62,6 +62,17 @@ def kicked(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     accounts: list[int] = []
     monkeypatch.setattr(drain_module, "kick_lane", lambda ctx, a, **kw: accounts.append(a))
     return accounts
+
+
+def llm_world(db_url: str, redis_url: str, tmp_path: Path, stub: LLMStub, contacts: int) -> Context:
+    """Account a1 and `contacts` learners, replies decided by the LLM `stub`, due at once."""
+    ctx = make_reply_context(
+        db_url, redis_url, tmp_path, llm_base_url=stub.base_url, llm_model="m",
+        reply_delay_max_s=0,
+    )  # fmt: skip
+    add_accounts(ctx.engine, ["a1"], channel="mock", url="http://127.0.0.1:9")
+    add_contacts(ctx.engine, contacts, channel="mock")
+    return ctx
 
 
 def write(ctx: Context, text: str, sender: str = "u000001", account: str = "a1") -> int:
@@ -248,12 +259,7 @@ def test_with_an_llm_the_answers_of_a_batch_are_awaited_side_by_side(
     reply = answer("reply", "您好，早鸟价请以课程页面为准。")
     script = [replace(reply, on_request=wait_for_the_others) for _ in range(3)]
     with llm_stub(*script) as stub:
-        ctx = make_reply_context(
-            db_url, redis_url, tmp_path, llm_base_url=stub.base_url, llm_model="m",
-            reply_delay_max_s=0,
-        )  # fmt: skip
-        add_accounts(ctx.engine, ["a1"], channel="mock", url="http://127.0.0.1:9")
-        add_contacts(ctx.engine, 3, channel="mock")
+        ctx = llm_world(db_url, redis_url, tmp_path, stub, contacts=3)
         for i in (1, 2, 3):
             write(ctx, "早鸟价多少钱", sender=f"u{i:06d}")
         batch = handle_batch(ctx.engine, ctx.settings)
@@ -269,12 +275,7 @@ def test_the_links_a_campaign_sent_a_learner_may_be_repeated_to_that_learner_onl
     that account (read in the batch's one query), and for no one else."""
     link = "课程链接在这里：https://edu.example.com/py"
     with llm_stub(answer("reply", link), answer("reply", link)) as stub:
-        ctx = make_reply_context(
-            db_url, redis_url, tmp_path, llm_base_url=stub.base_url, llm_model="m",
-            reply_delay_max_s=0,
-        )  # fmt: skip
-        add_accounts(ctx.engine, ["a1"], channel="mock", url="http://127.0.0.1:9")
-        add_contacts(ctx.engine, 2, channel="mock")
+        ctx = llm_world(db_url, redis_url, tmp_path, stub, contacts=2)
         add_campaign(ctx, "c1", ["a1"])
         materialise(ctx, start(ctx, "c1").id)  # type: ignore[arg-type]
         with ctx.engine.begin() as conn:

@@ -10,8 +10,26 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from tests.support.world import write_policies
 from worker.campaigns.status import campaign_status
 from worker.runtime import Context, procs
+
+
+def worker_env(
+    ctx: Context, db_url: str, redis_url: str, policies: dict[str, str], **settings: str
+) -> dict[str, str]:
+    """The environment of a `siyu worker` on `ctx`'s database, Redis, templates and state,
+    with these rate-limit policies (`name -> TOML`); `settings` are further variables by
+    name (`SIYU_TICK_INTERVAL_S="1"`)."""
+    limits = write_policies(ctx.settings.state_dir / "rate_limits", policies)
+    return {
+        "SIYU_DATABASE_URL": db_url,
+        "SIYU_REDIS_URL": redis_url,
+        "SIYU_TEMPLATES_DIR": str(ctx.settings.templates_dir),
+        "SIYU_STATE_DIR": str(ctx.settings.state_dir),
+        "SIYU_RATE_LIMITS_DIR": str(limits),
+        **settings,
+    }
 
 
 class Workers:

@@ -52,7 +52,7 @@ class Keys:
 
     @property
     def replies_queued(self) -> str:
-        """Set while a drain is requested and has not started its next batch."""
+        """Set from a drain's request until the drain leaves: webhooks then enqueue nothing."""
         return f"{self.prefix}:replies-queued"
 
     def worker(self, worker_id: str) -> str:
