@@ -5,25 +5,42 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Union
+
+if TYPE_CHECKING:
+    from worker.channels.errors import ChannelError
 
 
 @dataclass(frozen=True, slots=True)
 class OutboundMessage:
     """One rendered message; `idempotency_key` is stable across every retry of a delivery.
 
-    `campaign` names the campaign it belongs to (None: a reply to a learner).
+    `campaign` names the campaign it belongs to (None: a reply to a learner). Channels with
+    a subject line (e-mail) use `subject`; `unsubscribe_url` is the recipient's one-click
+    opt-out link, when the installation serves one.
     """
 
     to: str
     text: str
     idempotency_key: str
     campaign: str | None = None
+    subject: str | None = None
+    unsubscribe_url: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class SendResult:
+    """The platform took the message. `confirmed` False: it holds the message until a person
+    confirms it (WeCom customer mass-send); `Channel.confirmations` tells later what became
+    of each recipient."""
+
     message_id: str
+    confirmed: bool = True
+
+
+# What became of one recipient of a held message: delivered (a `SendResult`), refused (the
+# `ChannelError` it maps to, usually a `RecipientError`), or None while still waiting.
+Confirmation = Union["SendResult", "ChannelError", None]
 
 
 class Channel(ABC):
@@ -47,6 +64,11 @@ class Channel(ABC):
     def can_lookup(self) -> bool:
         """Whether this account can ask its platform about a send by key (`lookup`)."""
         return self.supports_idempotency_lookup
+
+    @property
+    def awaits_confirmation(self) -> bool:
+        """Whether sends come back unconfirmed, to be followed up with `confirmations`."""
+        return False
 
     @property
     def send_timeout_s(self) -> float:
@@ -94,6 +116,11 @@ class Channel(ABC):
     def lookup(self, idempotency_key: str) -> SendResult | None:
         """Ask the platform whether a send with this key was accepted (None: it was not)."""
         raise NotImplementedError(f"channel {self.scheme!r} cannot look sends up")
+
+    def confirmations(self, message_id: str) -> dict[str, Confirmation]:
+        """For a send that came back unconfirmed: each recipient (`OutboundMessage.to`) of the
+        platform's `message_id` with what became of it."""
+        raise NotImplementedError(f"channel {self.scheme!r} holds no sends for confirmation")
 
     def refresh_auth(self) -> None:  # noqa: B027  (a default, not abstract)
         """Renew credentials after `AuthExpired`; the default has nothing to renew."""

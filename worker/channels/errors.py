@@ -52,7 +52,14 @@ class RecipientUnreachable(RecipientError):
 
 
 class OptedOut(RecipientError):
+    """The contact wants no more messages on this channel; `reason` is recorded with the
+    suppression (`opted_out`, or the platform's word, e.g. Telegram's `blocked`)."""
+
     code = "opted_out"
+
+    def __init__(self, message: str = "opted out", reason: str = "opted_out") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class SenderError(ChannelError):

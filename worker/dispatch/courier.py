@@ -48,7 +48,7 @@ class Tally:
     sent: int = 0
     stop: Stop | None = None
     outcomes: list[Outcome] = field(default_factory=list)
-    opted_out: list[int] = field(default_factory=list)
+    opted_out: dict[str, list[int]] = field(default_factory=dict)  # reason -> contact ids
 
 
 class Courier:
@@ -96,8 +96,9 @@ class Courier:
         finally:
             self.caps.unlock()
             outbox.settle(self.engine, self.tally.outcomes, self.fence.token)
-            suppress(self.engine, self.tally.opted_out, "opted_out")
-            self.tally.outcomes, self.tally.opted_out = [], []
+            for reason, contact_ids in self.tally.opted_out.items():
+                suppress(self.engine, contact_ids, reason)
+            self.tally.outcomes, self.tally.opted_out = [], {}
 
     def _missed(self, items: list[Item]) -> None:
         """Rows the last look refused: suppressed ones are skipped, paused runs' wait."""
@@ -165,7 +166,7 @@ class Courier:
             if report.outcome.state == DeliveryState.SENT:
                 self.tally.sent += 1
         if report.opted_out:
-            self.tally.opted_out.append(item.claimed.contact_id)
+            self.tally.opted_out.setdefault(report.opted_out, []).append(item.claimed.contact_id)
         if report.stop:
             self.tally.stop = report.stop
 

@@ -54,7 +54,7 @@ class Stop:
 class SendReport:
     outcome: Outcome | None  # None: leave the row `sending` for the reconciler
     stop: Stop | None = None
-    opted_out: bool = False
+    opted_out: str | None = None  # the suppression's reason when the contact opted out
 
 
 def _guarded(
@@ -127,7 +127,7 @@ def send_one(
         )
     except OptedOut as exc:
         return SendReport(
-            Outcome(delivery_id, DeliveryState.SKIPPED, reason=exc.code), opted_out=True
+            Outcome(delivery_id, DeliveryState.SKIPPED, reason=exc.reason), opted_out=exc.reason
         )
     except RecipientError as exc:
         return SendReport(
