@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     materialise_chunk: int = Field(default=5000, ge=100)
     max_attempts: int = Field(default=5, ge=1)
     tick_interval_s: float = Field(default=2.0, gt=0)
+    # How often the tick asks platforms about sends a person must confirm (WeCom customer
+    # mass-send) and records what became of each recipient.
+    confirmation_sync_s: float = Field(default=60.0, gt=0, le=86_400)
     # Every limiter window is widened by this much, so a send that leaves a little late (a
     # busy host, network jitter) still arrives inside the platform's limits.
     limit_margin_ms: int = Field(default=150, ge=0, le=10_000)

@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 from worker.channels import registry
-from worker.channels.base import Channel, OutboundMessage, SendResult
+from worker.channels.base import Channel, Confirmation, OutboundMessage, SendResult
 
 Script = Callable[[OutboundMessage], SendResult]
 
@@ -48,6 +48,37 @@ class ScriptedLookupChannel(ScriptedChannel):
         return SendResult(found) if found else None
 
 
+class HeldChannel(ScriptedChannel):
+    """A platform that holds every send as a task until a person confirms it (like WeCom's
+    customer mass-send): one task per message; `answers[task][to]` is what became of it."""
+
+    scheme: ClassVar[str] = "held"
+    answers: ClassVar[dict[str, dict[str, Confirmation]]] = {}
+    on_ask: ClassVar[list[Callable[[str], None]]] = []  # run before answering, once each
+
+    @property
+    def awaits_confirmation(self) -> bool:
+        return True
+
+    def send(self, message: OutboundMessage) -> SendResult:
+        with self._lock:
+            self.attempts.append((self.account, message))
+            task = f"task-{len(self.attempts)}"
+        return SendResult(task, confirmed=False)
+
+    def confirmations(self, message_id: str) -> dict[str, Confirmation]:
+        while self.on_ask:
+            self.on_ask.pop(0)(message_id)
+        return dict(self.answers.get(message_id, {}))
+
+    @classmethod
+    def reset(cls) -> None:
+        super().reset()
+        cls.answers.clear()
+        cls.on_ask.clear()
+
+
 def register_fakes() -> None:
     registry.BUILTIN_CHANNELS["scripted"] = "tests.support.fakes:ScriptedChannel"
     registry.BUILTIN_CHANNELS["scripted_lookup"] = "tests.support.fakes:ScriptedLookupChannel"
+    registry.BUILTIN_CHANNELS["held"] = "tests.support.fakes:HeldChannel"

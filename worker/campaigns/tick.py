@@ -19,6 +19,7 @@ from sqlalchemy import select, update
 
 from worker.campaigns import transitions
 from worker.dispatch import backlog, outbox, runs
+from worker.dispatch.confirmations import sync_due
 from worker.dispatch.keys import keys
 from worker.dispatch.kick import kick_lane
 from worker.dispatch.reconcile import reconcile
@@ -62,6 +63,7 @@ def tick(ctx: Context, *, force: bool = False) -> TickReport:
             report.lanes_kicked.append(account_id)
     report.completed = runs.complete_finished_runs(ctx.engine, live)
     report.replies_requested = _request_stale_drain(ctx)
+    sync_due(ctx)
     _purge_hourly(ctx)
     return report
 

@@ -55,6 +55,11 @@ class Keys:
         """Set from a drain's request until the drain leaves: webhooks then enqueue nothing."""
         return f"{self.prefix}:replies-queued"
 
+    @property
+    def confirmations(self) -> str:
+        """Held for a minute after sends awaiting a person's confirmation were followed up."""
+        return f"{self.prefix}:confirmations"
+
     def worker(self, worker_id: str) -> str:
         """One `siyu worker` process's heartbeat: expires unless the process refreshes it."""
         return f"{self.prefix}:worker:{worker_id}"

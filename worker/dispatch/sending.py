@@ -32,6 +32,8 @@ from worker.store.models import AccountState, DeliveryState, utcnow
 
 log = logging.getLogger(__name__)
 
+AWAITING = "awaiting_confirmation"  # a sent row whose platform holds it for confirmation
+
 TRANSIENT_TRIES = 3
 # Before each retry: take a limiter slot, wait for it and check the fence; False: don't retry.
 BeforeRetry = Callable[[], bool]
@@ -143,7 +145,11 @@ def send_one(
         return SendReport(
             _settle_ambiguous(channel, delivery_id, attempts, message, exc, max_attempts)
         )
-    return SendReport(Outcome(delivery_id, DeliveryState.SENT, message_id=result.message_id))
+    # A send the platform holds for a person's confirmation is followed up by the tick.
+    reason = None if result.confirmed else AWAITING
+    return SendReport(
+        Outcome(delivery_id, DeliveryState.SENT, reason=reason, message_id=result.message_id)
+    )
 
 
 def retry_later(delivery_id: int, attempts: int, max_attempts: int, error: str) -> Outcome:

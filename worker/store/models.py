@@ -164,6 +164,14 @@ class Delivery(SQLModel, table=True):
         Index("ix_delivery_run_state", "run_id", "state"),
         Index("ix_delivery_state_account", "state", "account_id"),
         Index("uq_delivery_message", "message_id", unique=True),
+        # Sends a platform holds for a person's confirmation (`dispatch.confirmations`).
+        Index(
+            "ix_delivery_awaiting",
+            "account_id",
+            "provider_message_id",
+            postgresql_where=text("reason = 'awaiting_confirmation'"),
+            sqlite_where=text("reason = 'awaiting_confirmation'"),
+        ),
     )
 
     id: int | None = Field(default=None, sa_column=Column(BigId, primary_key=True))
