@@ -2,15 +2,19 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY      = $(VENV)/bin/python
-STAMP   = $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+PLUGIN  = tests/plugins/siyu-example-channel
+PLUGIN_FILES = $(PLUGIN)/pyproject.toml $(PLUGIN)/siyu_example_channel/__init__.py
+STAMP   = $(VENV)/.installed-$(shell cat pyproject.toml $(PLUGIN_FILES) | sha1sum | cut -c1-12)
 
 .PHONY: install demo test lint check bench eval clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(PLUGIN_FILES)
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "siyu needs Python >= 3.11")'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
+	# A third-party channel packaged on its own (README, "Adding a channel"), for its test.
+	$(PY) -m pip install -q ./$(PLUGIN)
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
