@@ -48,7 +48,7 @@ def test_a_campaign_reaches_each_learner_once_through_the_gateway(
             ctx, db_url, redis_url, {"webhook": "[account]\n"},
             SIYU_LANE_LEASE_MS="4000", SIYU_TICK_INTERVAL_S="1",
         )  # fmt: skip
-        workers = Workers(env, tmp_path)
+        workers = Workers(env, tmp_path, log_level="INFO")
         workers.start(2)
         try:
             start(ctx, "c1")
@@ -67,6 +67,6 @@ def test_a_campaign_reaches_each_learner_once_through_the_gateway(
     with siyu_on(db_url, monkeypatch, capsys) as siyu:
         listed = siyu("accounts", "list", "--json")
     assert listed.code == 0 and {a["name"] for a in json.loads(listed.stdout)} == {"gw1", "gw2"}
-    for where in (workers.logs(), listed.stdout, listed.stderr):
+    for where in (workers.logs(tail=None), listed.stdout, listed.stderr):
         assert SECRET not in where and SECRET[len("whsec_") :] not in where
     ctx.engine.dispose()

@@ -35,10 +35,18 @@ def worker_env(
 class Workers:
     """A set of worker processes sharing one database and Redis."""
 
-    def __init__(self, env: dict[str, str], log_dir: Path, concurrency: int = 8) -> None:
+    def __init__(
+        self,
+        env: dict[str, str],
+        log_dir: Path,
+        concurrency: int = 8,
+        log_level: str | None = None,
+    ) -> None:
+        """`log_level` INFO makes the workers log what httpx logs: every request's URL."""
         self.env = {**env, "PYTHONUNBUFFERED": "1"}
         self.log_dir = log_dir
         self.concurrency = concurrency
+        self.log_level = log_level
         self.procs: list[subprocess.Popen[bytes]] = []
         self.started = 0
         self.killed = 0  # kill9_and_restart calls that found the worker alive
@@ -50,6 +58,8 @@ class Workers:
     def _spawn(self) -> subprocess.Popen[bytes]:
         self.started += 1
         args = [sys.executable, "-m", "worker", "worker", "--concurrency", str(self.concurrency)]
+        if self.log_level:
+            args += ["-l", self.log_level]
         return procs.spawn(
             args,
             env=self.env,
@@ -69,10 +79,10 @@ class Workers:
         for proc in self.procs:
             procs.stop(proc, timeout_s=20)
 
-    def logs(self) -> str:
-        return "\n".join(
-            p.read_text(errors="replace")[-3000:] for p in self.log_dir.glob("worker-*.log")
-        )
+    def logs(self, tail: int | None = 3000) -> str:
+        """What the workers wrote, the last `tail` characters of each (None: all of it)."""
+        texts = [p.read_text(errors="replace") for p in self.log_dir.glob("worker-*.log")]
+        return "\n".join(text if tail is None else text[-tail:] for text in texts)
 
     def await_completed(self, ctx: Context, campaign: str, timeout_s: float) -> None:
         """Wait for the campaign to complete; fail with its status and the workers' logs."""
