@@ -9,6 +9,10 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from worker.errors import UserError
+
+MIN_SECRET_LEN = 16
+
 
 class Settings(BaseSettings):
     """Everything configurable; every field is optional (see the README's table)."""
@@ -66,8 +70,20 @@ class Settings(BaseSettings):
     # busy host, network jitter) still arrives inside the platform's limits.
     limit_margin_ms: int = Field(default=150, ge=0, le=10_000)
     tracking_secret: str = "siyu-tracking"
+    # One-click unsubscribe links in e-mail (RFC 8058): the base URL where recipients reach
+    # `siyu api` (e.g. https://mail.example.com) and the secret that signs each link. Without
+    # both, mail carries only the mailto: unsubscribe.
+    public_url: str | None = None
+    unsubscribe_secret: SecretStr | None = None
 
-    @field_validator("llm_base_url", "llm_model", "llm_api_key", mode="before")
+    @field_validator(
+        "llm_base_url",
+        "llm_model",
+        "llm_api_key",
+        "public_url",
+        "unsubscribe_secret",
+        mode="before",
+    )
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         """`SIYU_LLM_MODEL=` (set but empty) means unset, as leaving it out does."""
@@ -77,6 +93,23 @@ class Settings(BaseSettings):
     @classmethod
     def _llm_base_url(cls, value: str | None) -> str | None:
         return None if value is None else normalise_llm_base_url(value)
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        return None if value is None else normalise_public_url(value)
+
+    @field_validator("unsubscribe_secret")
+    @classmethod
+    def _long_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        """A short secret could be found from one's own link, then used to forge others'."""
+        if value is not None and len(value.get_secret_value()) < MIN_SECRET_LEN:
+            # A UserError, not a ValueError: pydantic would quote the secret in its message.
+            raise UserError(
+                f"SIYU_UNSUBSCRIBE_SECRET must be at least {MIN_SECRET_LEN} characters, e.g. "
+                "the output of `python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+            )
+        return value
 
     @model_validator(mode="after")
     def _reply_delay_bounds(self) -> Settings:
@@ -104,6 +137,20 @@ def normalise_llm_base_url(value: str) -> str:
         valid = False
     if not valid or parts.query or parts.fragment:
         raise ValueError(f"must be an http(s) URL such as https://api.openai.com/v1, got {value!r}")
+    return url
+
+
+def normalise_public_url(value: str) -> str:
+    """The base URL recipients reach `siyu api` at, without a trailing `/`; `ValueError`
+    unless http(s) with a host and neither query nor fragment."""
+    url = value.strip().rstrip("/")
+    try:
+        parts = urlsplit(url)
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
+    except ValueError:
+        valid = False
+    if not valid or parts.query or parts.fragment:
+        raise ValueError(f"must be an http(s) URL such as https://mail.example.com, got {value!r}")
     return url
 
 

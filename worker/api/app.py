@@ -1,12 +1,18 @@
 """The FastAPI application behind `siyu api`.
 
     POST /v1/inbound/{channel}   a platform delivers what a learner wrote (Standard Webhooks)
+    GET  /u/{token}              an e-mail's unsubscribe link: a page asking to confirm
+    POST /u/{token}              unsubscribe (the page's form, or RFC 8058 one-click)
     GET  /healthz                the process answers and its database is reachable
 
 Inbound is verified before anything is parsed: without `SIYU_WEBHOOK_SECRET` it is refused
 (503, nothing stored); a missing, wrong or stale signature is 401 and nothing is stored; a
 payload that can never be stored is 400 with the reason (the platform should not retry it);
 the same provider message twice is stored once and answered 200 both times.
+
+Unsubscribe links need no API token: recipients follow them. Only a POST unsubscribes (mail
+scanners fetch links with GET); a token that is not valid, or any token while
+`SIYU_UNSUBSCRIBE_SECRET` is unset, is a bare 404.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from collections.abc import Callable
 
 from anyio import CapacityLimiter, to_thread
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from sqlalchemy import Engine, text
 
 from worker.channels.registry import known_channels
@@ -27,6 +33,7 @@ from worker.replies.inbound import (
     parse_inbound,
     record_inbound,
 )
+from worker.unsubscribe import read_token, unsubscribe
 from worker.webhooks import WebhookVerificationError, check_secret
 
 OnStored = Callable[[Stored], None]
@@ -83,7 +90,50 @@ def create_app(settings: Settings, engine: Engine, on_stored: OnStored | None = 
             return _error(400, str(exc))
         return JSONResponse({"message_id": stored.message_id, "duplicate": not stored.created})
 
+    @app.get("/u/{token}")
+    async def unsubscribe_page(token: str) -> HTMLResponse:
+        if _contact_of(settings, token) is None:
+            return _page(NOT_FOUND, 404)
+        return _page(CONFIRM)
+
+    @app.post("/u/{token}")
+    async def unsubscribe_now(token: str) -> HTMLResponse:
+        contact_id = _contact_of(settings, token)
+        if contact_id is None:
+            return _page(NOT_FOUND, 404)
+        await to_thread.run_sync(unsubscribe, engine, contact_id, limiter=threads)
+        return _page(DONE)
+
     return app
+
+
+def _contact_of(settings: Settings, token: str) -> int | None:
+    secret = settings.unsubscribe_secret
+    return None if secret is None else read_token(secret.get_secret_value(), token)
+
+
+def _page(body: str, status: int = 200) -> HTMLResponse:
+    """A small page no cache keeps and no link on it leaks the token from (as a Referer)."""
+    html = f"<!DOCTYPE html>{PAGE_HEAD}<body>{body}</body></html>"
+    headers = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+    return HTMLResponse(html, status_code=status, headers=headers)
+
+
+PAGE_HEAD = (
+    '<html lang="zh"><head><meta charset="utf-8"><meta name="robots" content="noindex">'
+    '<meta name="viewport" content="width=device-width"><title>退订 Unsubscribe</title></head>'
+)
+# The form posts what a one-click client posts (RFC 8058), to this same address.
+CONFIRM = (
+    "<p>不再接收我们的邮件？<br>Stop receiving our e-mails?</p>"
+    '<form method="post"><input type="hidden" name="List-Unsubscribe" value="One-Click">'
+    '<button type="submit">退订 Unsubscribe</button></form>'
+)
+DONE = (
+    "<p>您已退订，不会再收到这些邮件。<br>"
+    "You are unsubscribed and will get no more of these e-mails.</p>"
+)
+NOT_FOUND = "<p>Not found</p>"
 
 
 def _error(status: int, message: str) -> JSONResponse:

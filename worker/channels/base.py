@@ -59,6 +59,11 @@ class Channel(ABC):
     required_config: ClassVar[frozenset[str]] = frozenset()
     # Config values never shown: not in a repr, a log line or an error message.
     secret_keys: ClassVar[frozenset[str]] = frozenset()
+    # A subject line (e-mail): compose moves a template's leading `Subject: ...` line into
+    # `OutboundMessage.subject`; other channels get their text untouched.
+    has_subject: ClassVar[bool] = False
+    # Campaign sends carry the recipient's one-click `unsubscribe_url` (when one is served).
+    wants_unsubscribe_url: ClassVar[bool] = False
 
     @property
     def can_lookup(self) -> bool:

@@ -13,6 +13,7 @@ from worker.errors import UserError
 BUILTIN_CHANNELS: dict[str, str] = {
     "memory": "worker.channels.memory:MemoryChannel",
     "mock": "worker.channels.mock:MockChannel",
+    "smtp": "worker.channels.smtp:SmtpChannel",
     "telegram": "worker.channels.telegram:TelegramChannel",
     "webhook": "worker.channels.webhook:WebhookChannel",
 }

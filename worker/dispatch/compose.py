@@ -6,6 +6,13 @@ that fails (compile or per recipient) fails only the rows it concerns, with file
 
 A reply row carries its text in its outbound message; whether it may reach a suppressed
 contact is decided by the last look (`outbox.mark_sending`), not here.
+
+On a channel with subjects (e-mail, `Channel.has_subject`) a campaign message's subject is the
+rendered text's first line when it reads `Subject: ...` (that line and the blank lines after
+it leave the body), else the campaign's `--var subject`, else the campaign's name; the length
+limit applies to the body. A reply has no subject (the channel picks one). Campaign sends on
+channels that want one (`Channel.wants_unsubscribe_url`) carry the recipient's unsubscribe
+link when the installation serves them (`worker.unsubscribe`).
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Engine, select
 
-from worker.channels.base import OutboundMessage
+from worker.channels.base import Channel, OutboundMessage
 from worker.config import Settings
 from worker.dispatch import runs
 from worker.dispatch.outbox import Claimed, Outcome
@@ -23,8 +30,10 @@ from worker.dispatch.recipients import load_batch
 from worker.render import MessageRenderer, RecipientView, TemplateError, check_length
 from worker.store import tables
 from worker.store.models import DeliveryState
+from worker.unsubscribe import link_for
 
 M = tables.messages.c
+SUBJECT_PREFIX = "subject:"
 
 
 def idempotency_key(
@@ -51,12 +60,14 @@ class Composer:
     """Builds the outbound messages of one account lane."""
 
     def __init__(
-        self, settings: Settings, channel: str, max_text_len: int, installation: str
+        self, settings: Settings, channel: str, adapter: Channel, installation: str
     ) -> None:
         self.settings = settings
         self.installation = installation
         self.channel = channel
-        self.max_text_len = max_text_len
+        self.max_text_len = adapter.max_text_len
+        self.has_subject = adapter.has_subject
+        self.wants_unsubscribe_url = adapter.wants_unsubscribe_url
         self.renderers: dict[int, MessageRenderer | TemplateError] = {}
 
     def prepare(
@@ -75,35 +86,48 @@ class Composer:
                 )
                 continue
             if claimed.message_id is not None:
-                text = self._reply(claimed, view, replies[claimed.message_id])
+                made = self._reply(claimed, view, replies[claimed.message_id])
             else:
                 assert claimed.run_id is not None  # a row carries a message or belongs to a run
-                text = self._render(claimed, claimed.run_id, view, live)
-            if isinstance(text, Outcome):
-                out.done.append(text)
-                continue
-            key = idempotency_key(
-                self.installation, claimed.run_id, claimed.contact_id, claimed.message_id
-            )
-            campaign = live[claimed.run_id].campaign if claimed.run_id in live else None
-            out.todo.append((claimed, OutboundMessage(view.external_id, text, key, campaign)))
+                made = self._campaign_message(claimed, claimed.run_id, view, live)
+            if isinstance(made, Outcome):
+                out.done.append(made)
+            else:
+                out.todo.append((claimed, made))
         return out
 
-    def _reply(self, claimed: Claimed, view: RecipientView, text: str) -> str | Outcome:
+    def _campaign_message(
+        self, claimed: Claimed, run_id: int, view: RecipientView, live: dict[int, runs.RunInfo]
+    ) -> OutboundMessage | Outcome:
+        info = live[run_id]
+        rendered = self._render(claimed, run_id, view, live)
+        if isinstance(rendered, Outcome):
+            return rendered
+        subject, body = rendered
+        if self.has_subject:
+            subject = subject or one_line(info.variables.get("subject", "")) or info.campaign
+        link = link_for(self.settings, claimed.contact_id) if self.wants_unsubscribe_url else None
+        key = idempotency_key(self.installation, run_id, claimed.contact_id)
+        return OutboundMessage(view.external_id, body, key, info.campaign, subject, link)
+
+    def _reply(self, claimed: Claimed, view: RecipientView, text: str) -> OutboundMessage | Outcome:
         try:
             check_length(text, self.max_text_len, template="reply", recipient=view.external_id)
         except TemplateError as exc:
             return Outcome(claimed.id, DeliveryState.FAILED, reason="too_long", error=str(exc))
-        return text
+        key = idempotency_key(self.installation, None, claimed.contact_id, claimed.message_id)
+        return OutboundMessage(view.external_id, text, key)
 
     def _render(
         self, claimed: Claimed, run_id: int, view: RecipientView, live: dict[int, runs.RunInfo]
-    ) -> str | Outcome:
+    ) -> tuple[str | None, str] | Outcome:
+        """(the subject line's subject, the body) or the row's outcome when rendering fails."""
         renderer = self._renderer(run_id, live)
         try:
             if isinstance(renderer, TemplateError):
                 raise renderer
             text = renderer.render(view)
+            subject, text = split_subject(text) if self.has_subject else (None, text)
             check_length(
                 text,
                 self.max_text_len,
@@ -114,7 +138,7 @@ class Composer:
             skip = live[run_id].skip_unrenderable
             state = DeliveryState.SKIPPED if skip else DeliveryState.FAILED
             return Outcome(claimed.id, state, reason="render_error", error=str(exc))
-        return text
+        return subject, text
 
     def _renderer(
         self, run_id: int, live: dict[int, runs.RunInfo]
@@ -135,6 +159,20 @@ class Composer:
                 cached = exc
             self.renderers[run_id] = cached
         return cached
+
+
+def split_subject(text: str) -> tuple[str | None, str]:
+    """A first line `Subject: ...` (any case) as (its subject, None when empty; the rest
+    without its leading blank lines); (None, text) when the first line is no such line."""
+    first, _, rest = text.partition("\n")
+    if not first.lower().startswith(SUBJECT_PREFIX):
+        return None, text
+    return one_line(first[len(SUBJECT_PREFIX) :]) or None, rest.lstrip("\r\n")
+
+
+def one_line(text: str) -> str:
+    """`text` with its runs of whitespace, line breaks included, as single spaces."""
+    return " ".join(text.split())
 
 
 def reply_texts(engine: Engine, message_ids: Sequence[int]) -> dict[int, str]:

@@ -116,7 +116,7 @@ class Lane:
         self.result = LaneResult(acquired=True)
         self.timer = SendTimer(ctx, account.id, fence, pacer, clock=clock, sleep=sleep)
         self.composer = Composer(
-            ctx.settings, account.channel, channel.max_text_len, installation_id(ctx.engine)
+            ctx.settings, account.channel, channel, installation_id(ctx.engine)
         )
         recipient = resolve_policy(policies(ctx), account.policy, account.channel).recipient
         self.caps = CapGuard(ctx.engine, ctx.redis, recipient, keys(ctx))
