@@ -71,6 +71,12 @@ class Channel(ABC):
         return self.supports_idempotency_lookup
 
     @property
+    def preferred_policy(self) -> str | None:
+        """The rate-limit policy `accounts add` gives this account when none is named and the
+        one named after the channel does not fit its configuration (None: that one)."""
+        return None
+
+    @property
     def awaits_confirmation(self) -> bool:
         """Whether sends come back unconfirmed, to be followed up with `confirmations`."""
         return False

@@ -5,6 +5,9 @@ An error or message from here never carries a message's text, its recipient or a
 
 from __future__ import annotations
 
+import logging
+import re
+
 import httpx
 
 from worker.errors import UserError
@@ -61,3 +64,27 @@ def message_id_of(response: httpx.Response) -> str | None:
     """The platform's `message_id`, when the body has a non-empty string one."""
     value = json_field(response, "message_id")
     return value if isinstance(value, str) and value else None
+
+
+class HideInUrls(logging.Filter):
+    """httpx logs every request's URL at INFO. Where a platform puts a credential in the URL
+    (Telegram's bot token, WeCom's access token), the pattern's first group is kept and the
+    rest of each match becomes `***` before any handler sees the record."""
+
+    def __init__(self, pattern: re.Pattern[str]) -> None:
+        super().__init__()
+        self.pattern = pattern
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        hidden = self.pattern.sub(r"\1***", message)
+        if hidden != message:
+            record.msg, record.args = hidden, None
+        return True
+
+
+def hide_in_http_logs(pattern: re.Pattern[str]) -> None:
+    """Put a `HideInUrls(pattern)` on httpx's logger, once per pattern."""
+    logger = logging.getLogger("httpx")
+    if not any(isinstance(f, HideInUrls) and f.pattern == pattern for f in logger.filters):
+        logger.addFilter(HideInUrls(pattern))

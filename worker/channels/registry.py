@@ -16,6 +16,7 @@ BUILTIN_CHANNELS: dict[str, str] = {
     "smtp": "worker.channels.smtp:SmtpChannel",
     "telegram": "worker.channels.telegram:TelegramChannel",
     "webhook": "worker.channels.webhook:WebhookChannel",
+    "wecom": "worker.channels.wecom:WecomChannel",
 }
 
 ENTRY_POINT_GROUP = "siyu.channels"

@@ -29,12 +29,11 @@ A text over 4096 characters goes as several messages, in order, to the same chat
 apart (core.telegram.org/bots/faq: about one message per second to a chat, 20 a minute to a
 group, 30 a second per bot). If a later part fails, the learner already has the first: the
 message is `unknown`, never resent. The token never appears in a repr, a log line (httpx logs
-every URL, so its records pass `HIDE_TOKENS`) or an error message, nor does the text or chat.
+every URL, so its records pass `hide_in_http_logs`) or an error message, nor does the text or chat.
 """
 
 from __future__ import annotations
 
-import logging
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -56,6 +55,7 @@ from worker.channels.errors import (
 from worker.channels.http import (
     DEFAULT_TIMEOUT_S,
     NOT_SENT_ERRORS,
+    hide_in_http_logs,
     http_url,
     json_field,
     timeout_seconds,
@@ -72,21 +72,6 @@ TOKEN_SHAPE = re.compile(r"\d{1,20}:[A-Za-z0-9_-]{30,64}")
 TOKEN_IN_URL = re.compile(r"(/bot\d+:)[A-Za-z0-9_-]+")
 BLOCKED = "bot was blocked by the user"
 CHAT_NOT_FOUND = "chat not found"
-
-
-class HideTokens(logging.Filter):
-    """httpx logs every request's URL at INFO, and a Bot API URL carries the token: its secret
-    half becomes `***` before any handler sees the record."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        hidden = TOKEN_IN_URL.sub(r"\1***", message)
-        if hidden != message:
-            record.msg, record.args = hidden, None
-        return True
-
-
-HIDE_TOKENS = HideTokens()
 
 
 class TelegramChannel(Channel):
@@ -121,7 +106,7 @@ class TelegramChannel(Channel):
         timeout_s = timeout_seconds(account, self.config.get("timeout_s", DEFAULT_TIMEOUT_S))
         timeout, self._request_s = timeouts(timeout_s)
         self._sleep = sleep
-        logging.getLogger("httpx").addFilter(HIDE_TOKENS)  # once: a logger keeps no duplicates
+        hide_in_http_logs(TOKEN_IN_URL)
         self._client = httpx.Client(
             timeout=timeout, headers={"User-Agent": "siyu-telegram-channel"}
         )

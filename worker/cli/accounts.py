@@ -46,7 +46,8 @@ def add(
         config=parse_pairs(config, "--config"),
         rate_limits_dir=get_settings().rate_limits_dir,
     )
-    say(f"added account {account.name} ({account.channel})")
+    policy_note = f", policy {account.policy}" if account.policy else ""
+    say(f"added account {account.name} ({account.channel}{policy_note})")
 
 
 @app.command("list")

@@ -55,9 +55,13 @@ def add_account(
     if not name.strip():
         raise UserError("account name must not be empty")
     zone(tz)
-    build_channel(channel, name, config or {})
+    built = build_channel(channel, name, config or {})
+    built.close()
     if rate_limits_dir is not None:
-        resolve_policy(load_policies(rate_limits_dir, missing_ok=True), policy, channel)
+        policies = load_policies(rate_limits_dir, missing_ok=True)
+        if policy is None and built.preferred_policy in policies:
+            policy = built.preferred_policy
+        resolve_policy(policies, policy, channel)
     with Session(for_writing(engine), expire_on_commit=False) as session:
         if session.exec(select(Account.id).where(Account.name == name)).first():  # type: ignore[call-overload]
             raise UserError(f"an account named {name!r} already exists")
