@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import select, update
 
 from tests.support.cli import siyu_on
-from tests.support.cluster import Workers, worker_env
+from tests.support.cluster import running_workers, worker_env
 from tests.support.serving import serving
 from tests.support.smtp_server import PASSWORD, USER, MailServer, running_mail_server
 from tests.support.world import add_accounts, add_campaign, add_contacts, make_context, start
@@ -88,9 +88,7 @@ def test_a_mail_campaign_reaches_each_address_once_and_honours_unsubscribe(
             SIYU_LANE_LEASE_MS="4000", SIYU_TICK_INTERVAL_S="1",
             SIYU_PUBLIC_URL=api_url, SIYU_UNSUBSCRIBE_SECRET=SECRET,
         )  # fmt: skip
-        workers = Workers(env, tmp_path)
-        workers.start(2)
-        try:
+        with running_workers(env, tmp_path) as workers:
             run1 = start(ctx, "c1")
             workers.await_completed(ctx, "c1", 120)
             first = dict(box.accepted)
@@ -105,8 +103,6 @@ def test_a_mail_campaign_reaches_each_address_once_and_honours_unsubscribe(
             add_campaign(ctx, "c2", ["mail1", "mail2"])
             run2 = start(ctx, "c2")
             workers.await_completed(ctx, "c2", 120)
-        finally:
-            workers.stop()
     everyone = {f"u{i:06d}@example.org" for i in range(1, CONTACTS + 1)}
     assert received_by(box, f"-{run1.id}-") == Counter(everyone - {REFUSED})
     assert len({a.message_id for a in first.values()}) == len(first) == CONTACTS - 1

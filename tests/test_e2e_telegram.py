@@ -14,7 +14,7 @@ from sqlalchemy import Engine, insert, select
 from sqlmodel import Session
 
 from tests.support.cli import siyu_on
-from tests.support.cluster import Workers, worker_env
+from tests.support.cluster import running_workers, worker_env
 from tests.support.telegram_api import BotApi, running_bot_api, too_many_requests
 from tests.support.world import add_campaign, make_context, start
 from worker.campaigns.lifecycle import CampaignSpec, create_campaign
@@ -106,9 +106,7 @@ def test_a_campaign_reaches_each_learner_once_and_a_blocked_one_never_again(
             ctx, db_url, redis_url, {"telegram": "[account]\n"},
             SIYU_LANE_LEASE_MS="4000", SIYU_TICK_INTERVAL_S="1",
         )  # fmt: skip
-        workers = Workers(env, tmp_path, log_level="INFO")
-        workers.start(2)
-        try:
+        with running_workers(env, tmp_path, log_level="INFO") as workers:
             start(ctx, "c1")
             workers.await_completed(ctx, "c1", 120)
             assert_first_campaign(ctx, api)
@@ -119,8 +117,6 @@ def test_a_campaign_reaches_each_learner_once_and_a_blocked_one_never_again(
             start(ctx, "c3")
             workers.await_completed(ctx, "c2", 120)
             workers.await_completed(ctx, "c3", 120)
-        finally:
-            workers.stop()
         assert len(api.attempts) - first_attempts == 19 + 2 * 2, "c2 but the blocked; c3's parts"
         assert api.attempts_to(BLOCKED) == blocked_attempts, (
             "the blocked learner is not tried again"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.cli import siyu_on
-from tests.support.cluster import Workers, worker_env
+from tests.support.cluster import running_workers, worker_env
 from tests.support.gateway import ACCEPT_THEN_DROP, Reply, running_gateway
 from tests.support.world import (
     add_accounts,
@@ -48,13 +48,9 @@ def test_a_campaign_reaches_each_learner_once_through_the_gateway(
             ctx, db_url, redis_url, {"webhook": "[account]\n"},
             SIYU_LANE_LEASE_MS="4000", SIYU_TICK_INTERVAL_S="1",
         )  # fmt: skip
-        workers = Workers(env, tmp_path, log_level="INFO")
-        workers.start(2)
-        try:
+        with running_workers(env, tmp_path, log_level="INFO") as workers:
             start(ctx, "c1")
             workers.await_completed(ctx, "c1", 120)
-        finally:
-            workers.stop()
         stored = list(gw.stored.values())
         assert len(gw.lookups) >= 1, "the dropped answer was settled by a lookup"
         assert len(gw.attempts) == 32, "30 messages, the 503 and the 429 tried once more"

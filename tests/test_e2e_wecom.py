@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import select
 
 from tests.support.cli import siyu_on
-from tests.support.cluster import Workers, wait_for, worker_env
+from tests.support.cluster import running_workers, wait_for, worker_env
 from tests.support.wecom_api import EXPIRE, PASS, Errcode, running_wecom
 from tests.support.world import add_accounts, add_campaign, add_contacts, make_context, start
 from worker.campaigns.status import campaign_status
@@ -51,13 +51,9 @@ def test_an_app_campaign_reaches_each_member_once_through_wecom(
             SIYU_LANE_LEASE_MS="4000", SIYU_TICK_INTERVAL_S="1",
             SIYU_LANE_SLICE_S="1",  # many short lanes, each building its channel
         )  # fmt: skip
-        workers = Workers(env, tmp_path, log_level="INFO")
-        workers.start(2)
-        try:
+        with running_workers(env, tmp_path, log_level="INFO") as workers:
             start(ctx, "c1")
             workers.await_completed(ctx, "c1", 150)
-        finally:
-            workers.stop()
         sends = wecom.calls("message/send")
         refused = [a for a in sends if a.errcode == 42001]
         assert [a.errcode for a in sends].count(45033) == 1
@@ -108,9 +104,7 @@ def test_customer_tasks_are_followed_up_until_each_customers_result_is_known(
             ctx, db_url, redis_url, {"wecom_customer": "[account]\n"},
             SIYU_TICK_INTERVAL_S="1", SIYU_CONFIRMATION_SYNC_S="1",
         )  # fmt: skip
-        workers = Workers(env, tmp_path, log_level="INFO")
-        workers.start(2)
-        try:
+        with running_workers(env, tmp_path, log_level="INFO") as workers:
             start(ctx, "c1")
             workers.await_completed(ctx, "c1", 120)
             assert reasons(ctx) == {
@@ -131,8 +125,6 @@ def test_customer_tasks_are_followed_up_until_each_customers_result_is_known(
                 stranger: ("failed", "recipient_unreachable"),
             }
             assert wait_for(lambda: reasons(ctx) == expected, 30), reasons(ctx)
-        finally:
-            workers.stop()
         assert len(wecom.calls("externalcontact/add_msg_template")) == len(learners)
         assert wecom.duplicate_attempts == 0, "no customer got the same task twice"
         assert wecom.calls("externalcontact/get_groupmsg_send_result"), "the tick asked"

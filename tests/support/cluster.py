@@ -7,8 +7,10 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from tests.support.world import write_policies
 from worker.campaigns.status import campaign_status
@@ -91,6 +93,19 @@ class Workers:
             return campaign_status(ctx.engine, campaign)["status"] == "completed"
 
         assert wait_for(completed, timeout_s), (campaign_status(ctx.engine, campaign), self.logs())
+
+
+@contextmanager
+def running_workers(
+    env: dict[str, str], log_dir: Path, count: int = 2, **options: Any
+) -> Iterator[Workers]:
+    """`count` workers (`Workers` takes the `options`), stopped on leaving."""
+    workers = Workers(env, log_dir, **options)
+    workers.start(count)
+    try:
+        yield workers
+    finally:
+        workers.stop()
 
 
 def wait_for(predicate: Callable[[], bool], timeout_s: float, interval_s: float = 0.5) -> bool:

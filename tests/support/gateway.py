@@ -28,7 +28,7 @@ from urllib.parse import unquote
 
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from tests.support.serving import serving_handler
+from tests.support.serving import FakeHandler, serving_handler
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,7 @@ class Gateway:
 
 
 def _handler(gw: Gateway) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(FakeHandler):
         protocol_version = "HTTP/1.1"
 
         def do_POST(self) -> None:
@@ -134,18 +134,7 @@ def _handler(gw: Gateway) -> type[BaseHTTPRequestHandler]:
             if reply.delay_s and gw.stopping.wait(reply.delay_s):
                 return
             payload = b"" if reply.body is None else json.dumps(reply.body).encode()
-            try:
-                self.send_response(reply.status)
-                for name, value in reply.headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the client gave up (a timeout test)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
+            self.respond(reply.status, payload, reply.headers)
 
     return Handler
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from tests.support.serving import serving_handler
+from tests.support.serving import FakeHandler, serving_handler
 
 COMPLETIONS_PATH = "/v1/chat/completions"
 
@@ -111,7 +111,7 @@ class LLMStub:
 
 
 def _handler(stub: LLMStub) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(FakeHandler):
         protocol_version = "HTTP/1.1"
 
         def do_POST(self) -> None:
@@ -134,18 +134,7 @@ def _handler(stub: LLMStub) -> type[BaseHTTPRequestHandler]:
             self._send(reply)
 
         def _send(self, reply: Scripted) -> None:
-            try:
-                self.send_response(reply.status)
-                for name, value in reply.headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(reply.body)))
-                self.end_headers()
-                self.wfile.write(reply.body)
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the client gave up waiting (a timeout test): nothing to answer
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
+            self.respond(reply.status, reply.body, reply.headers)
 
     return Handler
 

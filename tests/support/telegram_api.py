@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from tests.support.serving import serving_handler
+from tests.support.serving import FakeHandler, serving_handler
 
 BLOCKED = "Forbidden: bot was blocked by the user"
 DEACTIVATED = "Forbidden: user is deactivated"
@@ -182,7 +182,7 @@ class BotApi:
 
 
 def _handler(api: BotApi) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(FakeHandler):
         protocol_version = "HTTP/1.1"
 
         def do_POST(self) -> None:
@@ -222,17 +222,7 @@ def _handler(api: BotApi) -> type[BaseHTTPRequestHandler]:
             if reply.delay_s and api.stopping.wait(reply.delay_s):
                 return
             payload = json.dumps(reply.body or {}).encode()
-            try:
-                self.send_response(reply.status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the client gave up (a timeout test)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
+            self.respond(reply.status, payload, {"Content-Type": "application/json"})
 
     return Handler
 

@@ -42,7 +42,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from tests.support.serving import serving_handler
+from tests.support.serving import FakeHandler, serving_handler
 
 ERRMSG = {
     -1: "system busy",
@@ -275,7 +275,7 @@ APIS = {
 
 
 def _handler(api: WecomApi) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(FakeHandler):
         protocol_version = "HTTP/1.1"
 
         def do_GET(self) -> None:
@@ -356,17 +356,7 @@ def _handler(api: WecomApi) -> type[BaseHTTPRequestHandler]:
 
         def _answer(self, answer: dict[str, Any], status: int) -> None:
             payload = json.dumps(answer, ensure_ascii=False).encode()
-            try:
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json; charset=UTF-8")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the client gave up (a timeout test)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
+            self.respond(status, payload, {"Content-Type": "application/json; charset=UTF-8"})
 
     return Handler
 
