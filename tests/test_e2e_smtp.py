@@ -88,7 +88,7 @@ def test_a_mail_campaign_reaches_each_address_once_and_honours_unsubscribe(
             SIYU_LANE_LEASE_MS="4000", SIYU_TICK_INTERVAL_S="1",
             SIYU_PUBLIC_URL=api_url, SIYU_UNSUBSCRIBE_SECRET=SECRET,
         )  # fmt: skip
-        with running_workers(env, tmp_path) as workers:
+        with running_workers(env, tmp_path, log_level="INFO") as workers:
             run1 = start(ctx, "c1")
             workers.await_completed(ctx, "c1", 120)
             first = dict(box.accepted)
@@ -122,7 +122,7 @@ def test_a_mail_campaign_reaches_each_address_once_and_honours_unsubscribe(
     with siyu_on(db_url, monkeypatch, capsys) as siyu:
         listed = siyu("accounts", "list", "--json")
     assert listed.code == 0 and {a["name"] for a in json.loads(listed.stdout)} == {"mail1", "mail2"}
-    logs = "\n".join(p.read_text(errors="replace") for p in tmp_path.glob("worker-*.log"))
+    logs = workers.logs(tail=None)
     assert logs.strip(), "the workers' whole logs were read"
     for where in (logs, listed.stdout, listed.stderr):
         assert PASSWORD not in where
