@@ -201,7 +201,7 @@ def build_world(env: dict[str, str], opts: Options, tmp: Path) -> Engine:
     """`siyu init`, the accounts and the contacts (learners a campaign wrote to)."""
     init = subprocess.run(
         [sys.executable, "-m", "worker", "init"], env=procs_env(env), cwd=ROOT,
-        capture_output=True, text=True, timeout=120,
+        capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     if init.returncode != 0:
         raise BenchError(f"siyu init failed: {init.stderr.strip()}")

@@ -35,7 +35,7 @@ def _pg_available() -> str | None:
             conn.execute(text("SELECT 1"))
         eng.dispose()
         return None
-    except Exception as exc:  # any failure means "not usable here"
+    except Exception as exc:  # noqa: BLE001  (any failure means "not usable here")
         return str(exc).splitlines()[0]
 
 

@@ -29,6 +29,7 @@ def run(
     }
     return subprocess.run(
         [sys.executable, "-m", "worker", *args],
+        check=False,
         cwd=cwd,
         env=full_env,
         capture_output=True,

@@ -69,7 +69,8 @@ class Settings(BaseSettings):
     # Every limiter window is widened by this much, so a send that leaves a little late (a
     # busy host, network jitter) still arrives inside the platform's limits.
     limit_margin_ms: int = Field(default=150, ge=0, le=10_000)
-    tracking_secret: str = "siyu-tracking"
+    # The same on every installation: anyone can make tokens; issue 11 generates one at init.
+    tracking_secret: str = "siyu-tracking"  # noqa: S105
     # One-click unsubscribe links in e-mail (RFC 8058): the base URL where recipients reach
     # `siyu api` (e.g. https://mail.example.com) and the secret that signs each link. Without
     # both, mail carries only the mailto: unsubscribe.

@@ -55,7 +55,8 @@ class MaskFilter(logging.Filter):
 def mask_record(record: logging.LogRecord) -> None:
     try:
         message = record.getMessage()
-    except Exception:  # arguments that do not fit the format: logging would print them raw
+    # Arguments that do not fit the format (any error): logging would print them raw.
+    except Exception:  # noqa: BLE001
         record.msg = mask_text(f"{record.msg} (log arguments that do not fit the format)")
         record.args = None
     else:

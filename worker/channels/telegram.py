@@ -210,7 +210,8 @@ def split_text(text: str, limit: int = PART_LEN) -> list[str]:
 
 def _pieces(text: str, limit: int) -> Iterator[str]:
     """Each line of `text`; a line longer than `limit` in pieces cut by `_cut`."""
-    for line in text.split("\n"):
+    for whole in text.split("\n"):
+        line = whole
         while len(line) > limit:
             end, resume = _cut(line, limit)
             yield line[:end]

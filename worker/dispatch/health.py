@@ -54,7 +54,8 @@ def current_multiplier(engine: Engine, account_id: int) -> float:
 
 def throttled(engine: Engine, account_id: int, retry_after_s: float, reason: str) -> None:
     """Cool down for `retry_after_s` plus jitter and halve the account's rate share."""
-    jitter_s = retry_after_s * random.uniform(0.05, 0.25) + random.uniform(0.2, 1.0)
+    # Jitter spreads retries out; nothing here is secret.
+    jitter_s = retry_after_s * random.uniform(0.05, 0.25) + random.uniform(0.2, 1.0)  # noqa: S311
     until = utcnow() + timedelta(seconds=retry_after_s + jitter_s)
     with for_writing(engine).begin() as conn:
         current = conn.execute(select(A.rate_multiplier).where(A.id == account_id)).scalar()

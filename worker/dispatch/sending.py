@@ -137,7 +137,8 @@ def send_one(
         )
     except Transient as exc:
         return SendReport(retry_later(delivery_id, attempts, max_attempts, str(exc)))
-    except (DeliveryUnknown, Exception) as exc:
+    # An adapter's unexpected error may come after the message left: it is ambiguous.
+    except (DeliveryUnknown, Exception) as exc:  # noqa: BLE001
         if isinstance(exc, ChannelError) and not isinstance(exc, DeliveryUnknown):
             return SendReport(
                 Outcome(delivery_id, DeliveryState.FAILED, reason=exc.code, error=str(exc))

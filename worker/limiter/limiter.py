@@ -91,7 +91,7 @@ class AccountLimiter:
         self.backend = backend
         self.calendar = LocalCalendar(zone(tz), policy.account.quiet_hours)
         self._clock = clock
-        self._rng = rng or random.Random()
+        self._rng = rng or random.Random()  # noqa: S311  (human-like gaps, not secrets)
         self._day_counter = day_counter
         self._recent_sends = recent_sends
         if window_margin_ms < 0:

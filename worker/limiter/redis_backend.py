@@ -41,7 +41,7 @@ class Script:
     @classmethod
     def named(cls, name: str) -> Script:
         lua = resources.files("worker.limiter").joinpath(name).read_text(encoding="utf-8")
-        return cls(lua, hashlib.sha1(lua.encode("utf-8")).hexdigest())
+        return cls(lua, hashlib.sha1(lua.encode("utf-8"), usedforsecurity=False).hexdigest())
 
 
 RESERVE = Script.named("reserve.lua")

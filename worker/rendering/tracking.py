@@ -17,7 +17,7 @@ import jinja2
 
 from worker.rendering.errors import TemplateError
 
-TOKEN_PARAM = "rt"
+TOKEN_PARAM = "rt"  # noqa: S105  (a query parameter's name, not a secret)
 TOKEN_LEN = 16
 _MAX_PLANS = 256
 

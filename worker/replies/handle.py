@@ -160,7 +160,8 @@ def _apply_state(
     handed: set[int] = set()
     opted: set[str] = set()
     out: list[Decided] = []
-    for inbound, decision in zip(inbounds, decisions, strict=True):
+    for inbound, proposed in zip(inbounds, decisions, strict=True):
+        decision = proposed
         waiting = inbound.waiting_for_person or inbound.conversation_id in handed
         if decision.action != Action.OPT_OUT and (
             waiting or inbound.opted_out or inbound.external_id in opted

@@ -28,7 +28,7 @@ SHUTDOWN = threading.Event()
 
 def embedded_redis(settings: Settings) -> EmbeddedRedis:
     """The embedded server object for this state dir (one per process)."""
-    global _embedded
+    global _embedded  # noqa: PLW0603  (one per process, under _lock)
     with _lock:
         if _embedded is None or _embedded.state_dir != settings.state_dir.resolve():
             _embedded = EmbeddedRedis(settings.state_dir)
@@ -75,7 +75,7 @@ _context: Context | None = None
 
 def get_context(settings: Settings | None = None) -> Context:
     """The process-wide context, built on first use."""
-    global _context
+    global _context  # noqa: PLW0603  (one per process, under _lock)
     with _lock:
         if _context is not None:
             return _context
@@ -93,7 +93,7 @@ def get_context(settings: Settings | None = None) -> Context:
 
 def set_context(ctx: Context | None) -> None:
     """Install a context explicitly (tests, embedded runs)."""
-    global _context
+    global _context  # noqa: PLW0603  (one per process, under _lock)
     with _lock:
         _context = ctx
 

@@ -34,14 +34,14 @@ def spawn(
     if log is not None:
         out = log.open("ab")
     try:
-        return subprocess.Popen(
+        return subprocess.Popen(  # noqa: S603  (a fixed argument list, no shell)
             list(args),
             env={**os.environ, **(env or {})},
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             cwd=cwd,
-            preexec_fn=die_with_parent,
+            preexec_fn=die_with_parent,  # noqa: PLW1509  (prctl only, no locks taken)
             start_new_session=True,
         )
     finally:

@@ -96,7 +96,7 @@ def _switch_to_wal(cur: Any, patience_s: float = 60.0) -> None:
         except sqlite3.OperationalError as exc:
             if "locked" not in str(exc) or time.monotonic() >= deadline:
                 raise
-            time.sleep(0.02 + random.random() * 0.03)
+            time.sleep(0.02 + random.random() * 0.03)  # noqa: S311  (jitter)
 
 
 def make_engine(url: str) -> Engine:
@@ -268,7 +268,7 @@ def _drop_not_null(conn: Connection, table: Table, columns: list[str], present: 
         raise RuntimeError(f"cannot rebuild table {table.name}: unexpected DDL {ddl[:60]!r}")
     conn.execute(text(f'CREATE TABLE "{fresh}" ' + ddl[len(header) :]))
     kept = ", ".join(f'"{name}"' for name in present if name in table.columns)
-    conn.execute(text(f'INSERT INTO "{fresh}" ({kept}) SELECT {kept} FROM "{table.name}"'))
+    conn.execute(text(f'INSERT INTO "{fresh}" ({kept}) SELECT {kept} FROM "{table.name}"'))  # noqa: S608  (our names)
     conn.execute(text(f'DROP TABLE "{table.name}"'))
     conn.execute(text(f'ALTER TABLE "{fresh}" RENAME TO "{table.name}"'))
 

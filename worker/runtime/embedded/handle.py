@@ -90,7 +90,7 @@ class EmbeddedRedis:
         """Start the supervisor detached from this process and wait until Redis answers."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
         with self.paths.supervisor_log.open("ab") as log:
-            proc = subprocess.Popen(
+            proc = subprocess.Popen(  # noqa: S603  (a fixed argument list, no shell)
                 [sys.executable, "-m", server.SUPERVISOR_MODULE, str(self.state_dir)],
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -24,8 +24,10 @@ class EmbeddedPaths:
         path = self.state_dir / "redis.sock"
         if len(str(path)) <= _MAX_SOCKET_PATH:
             return path
-        digest = hashlib.sha1(str(self.state_dir).encode()).hexdigest()[:16]
-        return Path("/tmp") / f"siyu-{digest}.sock"
+        digest = hashlib.sha1(str(self.state_dir).encode(), usedforsecurity=False).hexdigest()[:16]
+        # A unix socket path has ~100 bytes; the name is per state dir, and redis-server
+        # creates the socket with permissions 700 (`server.py`).
+        return Path("/tmp") / f"siyu-{digest}.sock"  # noqa: S108
 
     @property
     def server_pid(self) -> Path:

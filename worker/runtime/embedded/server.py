@@ -46,12 +46,12 @@ def launch(paths: EmbeddedPaths) -> subprocess.Popen[bytes]:
     """Start the server as a child that the kernel ends when its parent ends."""
     paths.state_dir.mkdir(parents=True, exist_ok=True)
     with paths.server_log.open("ab") as log:
-        return subprocess.Popen(
+        return subprocess.Popen(  # noqa: S603  (a fixed argument list, no shell)
             server_args(paths),
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            preexec_fn=die_with_parent,
+            preexec_fn=die_with_parent,  # noqa: PLW1509  (prctl only, no locks taken)
         )
 
 
