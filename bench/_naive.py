@@ -23,7 +23,7 @@ from worker.channels.memory import MemoryChannel
 from worker.config import Settings, get_settings
 from worker.dispatch.compose import idempotency_key
 from worker.render import MessageRenderer, RecipientView
-from worker.store.db import get_engine, installation_id
+from worker.store.db import get_engine, installation_id, tracking_secret
 from worker.store.models import (
     Account,
     Campaign,
@@ -79,7 +79,8 @@ def _renderer(engine: Engine, settings: Settings, run_id: int) -> MessageRendere
         name, template, variables = conn.execute(stmt.where(R.id == run_id)).one()
     renderer = MessageRenderer(
         settings.templates_dir, template, dict(variables), campaign=name,
-        channel=MemoryChannel.scheme, tracking_secret=settings.tracking_secret,
+        channel=MemoryChannel.scheme,
+        tracking_secret=tracking_secret(engine, settings.tracking_secret),
     )  # fmt: skip
     with _lock:
         return _renderers.setdefault(run_id, renderer)

@@ -465,7 +465,7 @@ def prepare(
     engine, templates, ids = world
     info = RunInfo(7, 1, "spring", template, variables or {}, "marketing", utcnow(), None)
     sender = adapter or SmtpChannel("m", MAIL_CONFIG)
-    made = Composer(Settings(templates_dir=templates, **settings), "smtp", sender, "i1")
+    made = Composer(Settings(templates_dir=templates, **settings), "smtp", sender, "i1", "s")
     return made.prepare(engine, [Claimed(1, 7, ids["u000001"], 0)], {7: info})
 
 

@@ -2,24 +2,30 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+from pydantic import SecretStr
 from sqlalchemy import create_engine, text
 
 from tests.conftest import PG_URL
 from tests.support.mockplatform import running_mock_platform
 from tests.support.world import add_accounts, add_campaign, add_contacts, make_context, start
 from worker.campaigns.materialise import materialise
+from worker.channels.memory import HUB
+from worker.config import Settings
 from worker.dispatch.keys import keys
 from worker.dispatch.kick import kick_lane
 from worker.dispatch.lane import run_lane
 from worker.dispatch.lease import Lease
-from worker.store.db import init_db, installation_id, make_engine
+from worker.rendering.tracking import recipient_token
+from worker.store.db import init_db, installation_id, make_engine, tracking_secret
 
 
 @pytest.fixture
@@ -139,3 +145,59 @@ def test_two_inits_at_once_on_a_fresh_sqlite_file_both_succeed(tmp_path: Path) -
     for attempt in range(4):
         errors = _init_concurrently(f"sqlite:///{tmp_path / f'fresh{attempt}.db'}", 2)
         assert errors == [], errors
+
+
+def test_each_installation_signs_tracked_links_with_a_secret_of_its_own(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """`siyu init` makes the tracking secret; the same learner in the same campaign gets a
+    different token on another installation, and only SIYU_TRACKING_SECRET overrides it."""
+    tokens, secrets = [], []
+    for name in ("a", "b"):
+        home = tmp_path / name
+        home.mkdir()
+        ctx = make_context(f"sqlite:///{home / 'siyu.db'}", redis_url, home)
+        init_db(ctx.engine)  # again: the secret stays
+        secret = tracking_secret(ctx.engine)
+        assert len(secret) >= 32 and secret != "siyu-tracking"
+        ids = add_accounts(ctx.engine, [f"acc-{name}"])
+        add_contacts(ctx.engine, 1)
+        add_campaign(ctx, "c1", [f"acc-{name}"])
+        run = start(ctx, "c1")
+        materialise(ctx, run.id)  # type: ignore[arg-type]
+        HUB.clear()
+        assert run_lane(ctx, ids[f"acc-{name}"], slice_s=10).sent == 1
+        [(_, message)] = HUB.by_key.values()
+        token = parse_qs(urlsplit(re.findall(r"https://\S+", message.text)[0]).query)["rt"][0]
+        assert token == recipient_token(secret, "c1", 1), "signed with the stored secret"
+        tokens.append(token)
+        secrets.append(secret)
+        ctx.engine.dispose()
+    assert secrets[0] != secrets[1] and tokens[0] != tokens[1]
+    override = SecretStr("kept-from-before")
+    assert tracking_secret(make_engine(f"sqlite:///{tmp_path / 'a' / 'siyu.db'}"), override) == (
+        "kept-from-before"
+    )
+
+
+def test_init_gives_an_older_installation_a_tracking_secret(db_url: str) -> None:
+    engine = make_engine(db_url)
+    init_db(engine)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE installation SET tracking_secret = NULL"))
+    init_db(engine)
+    with engine.connect() as conn:
+        stored = conn.execute(text("SELECT tracking_secret FROM installation")).scalar()
+    engine.dispose()
+    assert stored and len(stored) >= 32
+
+
+def test_secret_settings_never_show_in_a_repr() -> None:
+    settings = Settings(
+        webhook_secret="whsec_c2VjcmV0LXNlY3JldC1zZWNyZXQ=",
+        api_token="tok-123456789",
+        tracking_secret="track-123456789",
+    )
+    shown = repr(settings)
+    for value in ("c2VjcmV0LXNlY3JldC1zZWNyZXQ", "tok-123456789", "track-123456789"):
+        assert value not in shown

@@ -50,8 +50,8 @@ class Settings(BaseSettings):
     reply_delay_max_s: float = Field(default=20.0, ge=0, le=300)
     reply_read_cps: float = Field(default=20.0, gt=0, le=1000)
     reply_typing_cps: float = Field(default=6.0, gt=0, le=1000)
-    api_token: str | None = None
-    webhook_secret: str | None = None
+    api_token: SecretStr | None = None
+    webhook_secret: SecretStr | None = None
     # Conversations quiet for longer are deleted with their messages by the tick (hourly).
     conversation_retention_days: int = Field(default=180, ge=1, le=36_500)
 
@@ -69,8 +69,10 @@ class Settings(BaseSettings):
     # Every limiter window is widened by this much, so a send that leaves a little late (a
     # busy host, network jitter) still arrives inside the platform's limits.
     limit_margin_ms: int = Field(default=150, ge=0, le=10_000)
-    # The same on every installation: anyone can make tokens; issue 11 generates one at init.
-    tracking_secret: str = "siyu-tracking"  # noqa: S105
+    # Signs the recipient tokens of tracked links. Unset: the secret `siyu init` generated for
+    # this database (`store.db.tracking_secret`); set it to keep tokens that an older
+    # installation made (before 0.2 every installation used "siyu-tracking").
+    tracking_secret: SecretStr | None = None
     # One-click unsubscribe links in e-mail (RFC 8058): the base URL where recipients reach
     # `siyu api` (e.g. https://mail.example.com) and the secret that signs each link. Without
     # both, mail carries only the mailto: unsubscribe.
@@ -83,6 +85,9 @@ class Settings(BaseSettings):
         "llm_api_key",
         "public_url",
         "unsubscribe_secret",
+        "api_token",
+        "webhook_secret",
+        "tracking_secret",
         mode="before",
     )
     @classmethod
@@ -153,6 +158,11 @@ def normalise_public_url(value: str) -> str:
     if not valid or parts.query or parts.fragment:
         raise ValueError(f"must be an http(s) URL such as https://mail.example.com, got {value!r}")
     return url
+
+
+def revealed(secret: SecretStr | None) -> str | None:
+    """The value of an optional secret setting, for the one place that uses it."""
+    return None if secret is None else secret.get_secret_value()
 
 
 @lru_cache(maxsize=1)

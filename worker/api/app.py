@@ -25,7 +25,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from sqlalchemy import Engine, text
 
 from worker.channels.registry import known_channels
-from worker.config import Settings
+from worker.config import Settings, revealed
 from worker.replies.inbound import (
     InboundPayload,
     InboundRejected,
@@ -69,7 +69,7 @@ def create_app(settings: Settings, engine: Engine, on_stored: OnStored | None = 
 
     @app.post("/v1/inbound/{channel}")
     async def inbound(channel: str, request: Request) -> JSONResponse:
-        secret = settings.webhook_secret
+        secret = revealed(settings.webhook_secret)
         if not secret:
             return _error(503, "inbound webhooks are refused: SIYU_WEBHOOK_SECRET is not set")
         try:

@@ -30,6 +30,7 @@ from worker.render import (
     check_length,
 )
 from worker.store import tables
+from worker.store.db import tracking_secret
 from worker.store.models import Account
 
 SAMPLE = 20
@@ -101,7 +102,7 @@ def render_members(
 
     def renderer_for(channel: str) -> tuple[MessageRenderer, int]:
         if channel not in renderers:
-            renderer = _renderer(templates_dir, template, variables, campaign, channel)
+            renderer = _renderer(engine, templates_dir, template, variables, campaign, channel)
             renderers[channel] = (renderer, channel_class(channel).max_text_len)
         return renderers[channel]
 
@@ -190,7 +191,7 @@ def render_samples(
 ) -> list[Rendered]:
     """Render for the first `limit` members; raises `TemplateError` with file and line."""
     channel = accounts[0].channel if accounts else "memory"
-    renderer = _renderer(templates_dir, template, variables, campaign, channel)
+    renderer = _renderer(engine, templates_dir, template, variables, campaign, channel)
     max_len, _ = _max_len(accounts)
     with engine.connect() as conn:
         members = conn.execute(member_query(expression, 0, 2**31 - 1, limit)).all()
@@ -211,7 +212,12 @@ def render_samples(
 
 
 def _renderer(
-    templates_dir: object, template: str, variables: dict[str, str], campaign: str, channel: str
+    engine: Engine,
+    templates_dir: object,
+    template: str,
+    variables: dict[str, str],
+    campaign: str,
+    channel: str,
 ) -> MessageRenderer:
     """The campaign's template compiled for `channel`; `TemplateError` if it does not compile."""
     from worker.config import get_settings
@@ -222,5 +228,5 @@ def _renderer(
         variables,
         campaign=campaign,
         channel=channel,
-        tracking_secret=get_settings().tracking_secret,
+        tracking_secret=tracking_secret(engine, get_settings().tracking_secret),
     )

@@ -48,7 +48,7 @@ def mock_platform(
     Example:
     siyu mock-platform --port 8900 --per-minute 20 --ban-after 3
     """
-    from worker.config import get_settings
+    from worker.config import get_settings, revealed
     from worker.mockplatform import MockPlatformConfig, serve
     from worker.mockplatform.config import parse_recipients
 
@@ -62,7 +62,7 @@ def mock_platform(
             fail_rate=fail_rate,
             latency_ms=latency_ms,
             inbound_url=inbound_url or None,
-            webhook_secret=get_settings().webhook_secret or None,
+            webhook_secret=revealed(get_settings().webhook_secret),
             unknown_recipients=parse_recipients(unknown_recipients),
         )
     except ValueError as exc:

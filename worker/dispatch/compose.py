@@ -60,10 +60,16 @@ class Composer:
     """Builds the outbound messages of one account lane."""
 
     def __init__(
-        self, settings: Settings, channel: str, adapter: Channel, installation: str
+        self,
+        settings: Settings,
+        channel: str,
+        adapter: Channel,
+        installation: str,
+        tracking_secret: str,
     ) -> None:
         self.settings = settings
         self.installation = installation
+        self.tracking_secret = tracking_secret
         self.channel = channel
         self.max_text_len = adapter.max_text_len
         self.has_subject = adapter.has_subject
@@ -153,7 +159,7 @@ class Composer:
                     info.variables,
                     campaign=info.campaign,
                     channel=self.channel,
-                    tracking_secret=self.settings.tracking_secret,
+                    tracking_secret=self.tracking_secret,
                 )
             except TemplateError as exc:
                 cached = exc

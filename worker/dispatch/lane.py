@@ -32,7 +32,7 @@ from worker.dispatch.sending import Stop
 from worker.dispatch.timing import SendTimer
 from worker.limiter import resolve_policy
 from worker.runtime import Context
-from worker.store.db import installation_id
+from worker.store.db import installation_id, tracking_secret
 from worker.store.models import AccountState, DeliveryState, utcnow
 
 log = logging.getLogger(__name__)
@@ -116,7 +116,11 @@ class Lane:
         self.result = LaneResult(acquired=True)
         self.timer = SendTimer(ctx, account.id, fence, pacer, clock=clock, sleep=sleep)
         self.composer = Composer(
-            ctx.settings, account.channel, channel, installation_id(ctx.engine)
+            ctx.settings,
+            account.channel,
+            channel,
+            installation_id(ctx.engine),
+            tracking_secret(ctx.engine, ctx.settings.tracking_secret),
         )
         recipient = resolve_policy(policies(ctx), account.policy, account.channel).recipient
         self.caps = CapGuard(ctx.engine, ctx.redis, recipient, keys(ctx))

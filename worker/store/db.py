@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import random
+import secrets
 import sqlite3
 import threading
 import time
@@ -20,6 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from pydantic import SecretStr
 from sqlalchemy import (
     Column,
     Connection,
@@ -274,14 +276,24 @@ def _drop_not_null(conn: Connection, table: Table, columns: list[str], present: 
 
 
 def _ensure_installation(conn: Connection) -> None:
+    """The installation row, with a tracking secret (added to one an older siyu made)."""
     table = models.Installation.__table__  # type: ignore[attr-defined]
-    if conn.execute(select(table.c.uid)).first() is None:
+    row = conn.execute(select(table.c.uid, table.c.tracking_secret)).first()
+    if row is None:
         conn.execute(
-            table.insert().values(id=1, uid=uuid.uuid4().hex[:16], created_at=models.utcnow())
+            table.insert().values(
+                id=1,
+                uid=uuid.uuid4().hex[:16],
+                created_at=models.utcnow(),
+                tracking_secret=secrets.token_urlsafe(32),
+            )
         )
+    elif row.tracking_secret is None:
+        conn.execute(table.update().values(tracking_secret=secrets.token_urlsafe(32)))
 
 
 _installations: dict[str, str] = {}
+_tracking_secrets: dict[str, str] = {}
 
 
 def installation_id(engine: Engine) -> str:
@@ -297,6 +309,25 @@ def installation_id(engine: Engine) -> str:
                 f"the database {describe(engine)} has no installation id; run `siyu init`"
             )
         _installations[url] = found
+    return found
+
+
+def tracking_secret(engine: Engine, override: SecretStr | None = None) -> str:
+    """What signs tracked links' recipient tokens: `override` (SIYU_TRACKING_SECRET) when
+    set, else the secret `siyu init` made for this database (cached per database URL)."""
+    if override is not None:
+        return override.get_secret_value()
+    url = engine.url.render_as_string(hide_password=False)
+    found = _tracking_secrets.get(url)
+    if found is None:
+        table = models.Installation.__table__  # type: ignore[attr-defined]
+        with engine.connect() as conn:
+            found = conn.execute(select(table.c.tracking_secret)).scalar()
+        if not found:
+            raise ServiceUnavailable(
+                f"the database {describe(engine)} has no tracking secret; run `siyu init`"
+            )
+        _tracking_secrets[url] = found
     return found
 
 

@@ -217,6 +217,9 @@ class Installation(SQLModel, table=True):
     id: int = Field(default=1, primary_key=True)
     uid: str
     created_at: NaiveDatetime = Field(default_factory=utcnow)
+    # Signs tracked links' recipient tokens (unless SIYU_TRACKING_SECRET overrides it): made
+    # by `siyu init`, never the same on two installations, never shown.
+    tracking_secret: str | None = None
 
 
 class ConversationStatus(StrEnum):

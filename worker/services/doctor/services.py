@@ -9,7 +9,7 @@ import httpx
 import redis
 from sqlalchemy import Engine, select
 
-from worker.config import Settings
+from worker.config import Settings, revealed
 from worker.dispatch.heartbeat import live_workers
 from worker.runtime import Context
 from worker.runtime.embedded import EmbeddedRedis
@@ -104,7 +104,7 @@ def check_webhook_secret(settings: Settings) -> Finding:
     """Inbound webhooks need a Standard Webhooks secret; without one they are refused."""
     from worker.webhooks import check_secret
 
-    secret = settings.webhook_secret
+    secret = revealed(settings.webhook_secret)
     if not secret:
         return Finding("webhooks", True, "SIYU_WEBHOOK_SECRET not set: inbound webhooks refused")
     try:
