@@ -245,7 +245,8 @@ def _seed(home: Path, env: dict[str, str], base: str, contacts: int, accounts: i
     from worker.campaigns.lifecycle import CampaignSpec, create_campaign
     from worker.cli.common import say
     from worker.config import Settings
-    from worker.runtime import Context, configure_celery, connect_redis, set_context
+    from worker.runtime import Context, connect_redis, set_context
+    from worker.runtime.celery_app import configure_celery
     from worker.services.accounts import add_account
     from worker.services.segments import add_segment
     from worker.store.db import init_db, make_engine

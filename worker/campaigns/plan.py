@@ -180,7 +180,10 @@ def _window(start_at: datetime | None, end_at: datetime | None) -> tuple[int, in
     now = utcnow()
     start = max(now, start_at) if start_at else now
     end = end_at or start + DEFAULT_HORIZON
-    to_ms = lambda d: int(d.replace(tzinfo=UTC).timestamp() * 1000)  # noqa: E731
+
+    def to_ms(moment: datetime) -> int:
+        return int(moment.replace(tzinfo=UTC).timestamp() * 1000)
+
     return to_ms(start), to_ms(end), end_at is not None
 
 

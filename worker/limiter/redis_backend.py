@@ -170,7 +170,8 @@ class PinnedConnections:
         """This thread's client on `shared`; made on first use, so errors surface in a call."""
         local = self._local
         if getattr(local, "pid", None) != os.getpid():
-            local.client = shared if shared.connection is not None else shared.client()
+            # redis-py leaves `Redis.client()` untyped.
+            local.client = shared if shared.connection is not None else shared.client()  # type: ignore[no-untyped-call]
             local.pid = os.getpid()
         client: redis.Redis = local.client
         return client
