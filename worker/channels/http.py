@@ -10,6 +10,7 @@ import re
 
 import httpx
 
+from worker.channels.base import Channel
 from worker.errors import UserError
 from worker.httpwait import number
 
@@ -49,6 +50,22 @@ def timeouts(timeout_s: float) -> tuple[httpx.Timeout, float]:
     """The client's timeouts for `timeout_s`, and the longest one request can take."""
     connect_s = min(CONNECT_TIMEOUT_S, timeout_s)
     return httpx.Timeout(timeout_s, connect=connect_s), connect_s + timeout_s
+
+
+def http_client(
+    channel: Channel, *, transport: httpx.BaseTransport | None = None, base_url: str = ""
+) -> tuple[httpx.Client, float]:
+    """The account's client, with the timeouts of its `timeout_s` config (default
+    `DEFAULT_TIMEOUT_S`), and the longest one request can take."""
+    timeout_s = timeout_seconds(channel.account, channel.config.get("timeout_s", DEFAULT_TIMEOUT_S))
+    timeout, request_s = timeouts(timeout_s)
+    client = httpx.Client(
+        base_url=base_url,
+        timeout=timeout,
+        transport=transport,
+        headers={"User-Agent": f"siyu-{channel.scheme}-channel"},
+    )
+    return client, request_s
 
 
 def json_field(response: httpx.Response, name: str) -> object:

@@ -25,13 +25,11 @@ from worker.channels.errors import (
     Transient,
 )
 from worker.channels.http import (
-    DEFAULT_TIMEOUT_S,
     NOT_SENT_ERRORS,
+    http_client,
     http_url,
     json_field,
     message_id_of,
-    timeout_seconds,
-    timeouts,
 )
 from worker.errors import UserError
 from worker.httpwait import number
@@ -59,15 +57,10 @@ class MockChannel(Channel):
     ) -> None:
         super().__init__(account, config)
         base_url = http_url(account, "url", self.config["url"])
-        timeout_s = timeout_seconds(account, self.config.get("timeout_s", DEFAULT_TIMEOUT_S))
-        timeout, self._send_timeout_s = timeouts(timeout_s)
-        self.remote_account = _remote_account(account, self.config.get("remote_account"))
-        self._client = httpx.Client(
-            base_url=base_url,
-            timeout=timeout,
-            transport=transport,
-            headers={"User-Agent": "siyu-mock-channel"},
+        self._client, self._send_timeout_s = http_client(
+            self, transport=transport, base_url=base_url
         )
+        self.remote_account = _remote_account(account, self.config.get("remote_account"))
 
     @property
     def send_timeout_s(self) -> float:

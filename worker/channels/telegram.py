@@ -53,13 +53,11 @@ from worker.channels.errors import (
     Transient,
 )
 from worker.channels.http import (
-    DEFAULT_TIMEOUT_S,
     NOT_SENT_ERRORS,
     hide_in_http_logs,
+    http_client,
     http_url,
     json_field,
-    timeout_seconds,
-    timeouts,
 )
 from worker.errors import UserError
 from worker.httpwait import number, retry_after_s
@@ -103,13 +101,9 @@ class TelegramChannel(Channel):
             )
         api_base = http_url(account, "api_base", self.config.get("api_base", DEFAULT_API_BASE))
         self._url = f"{api_base}/bot{token}/sendMessage"
-        timeout_s = timeout_seconds(account, self.config.get("timeout_s", DEFAULT_TIMEOUT_S))
-        timeout, self._request_s = timeouts(timeout_s)
+        self._client, self._request_s = http_client(self)
         self._sleep = sleep
         hide_in_http_logs(TOKEN_IN_URL)
-        self._client = httpx.Client(
-            timeout=timeout, headers={"User-Agent": "siyu-telegram-channel"}
-        )
 
     @property
     def send_timeout_s(self) -> float:

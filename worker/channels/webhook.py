@@ -43,12 +43,10 @@ from worker.channels.errors import (
     Transient,
 )
 from worker.channels.http import (
-    DEFAULT_TIMEOUT_S,
     NOT_SENT_ERRORS,
+    http_client,
     http_url,
     message_id_of,
-    timeout_seconds,
-    timeouts,
 )
 from worker.errors import UserError
 from worker.httpwait import retry_after_s
@@ -83,11 +81,7 @@ class WebhookChannel(Channel):
         except ValueError as exc:
             raise UserError(f"account {account!r}: config {exc}") from None
         self.lookup_url = _lookup_url(account, self.config.get("lookup_url"))
-        timeout_s = timeout_seconds(account, self.config.get("timeout_s", DEFAULT_TIMEOUT_S))
-        timeout, self._send_timeout_s = timeouts(timeout_s)
-        self._client = httpx.Client(
-            timeout=timeout, transport=transport, headers={"User-Agent": "siyu-webhook-channel"}
-        )
+        self._client, self._send_timeout_s = http_client(self, transport=transport)
 
     @property
     def send_timeout_s(self) -> float:

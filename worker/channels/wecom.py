@@ -82,12 +82,10 @@ from worker.channels.errors import (
     Transient,
 )
 from worker.channels.http import (
-    DEFAULT_TIMEOUT_S,
     NOT_SENT_ERRORS,
     hide_in_http_logs,
+    http_client,
     http_url,
-    timeout_seconds,
-    timeouts,
 )
 from worker.errors import UserError
 
@@ -136,12 +134,8 @@ class WecomChannel(Channel):
         self.mode = _mode(account, self.config.get("mode", "app"))
         self.sender = _sender(account, self.mode, self.config.get("sender"))
         self.api_base = http_url(account, "api_base", self.config.get("api_base", DEFAULT_API_BASE))
-        timeout_s = timeout_seconds(account, self.config.get("timeout_s", DEFAULT_TIMEOUT_S))
-        timeout, request_s = timeouts(timeout_s)
+        self._client, request_s = http_client(self, transport=transport)
         self._send_timeout_s = REQUESTS_PER_SEND * request_s
-        self._client = httpx.Client(
-            timeout=timeout, transport=transport, headers={"User-Agent": "siyu-wecom-channel"}
-        )
         self._token = shared_token(self.api_base, self.corp_id, self._secret)
         hide_in_http_logs(_CREDENTIALS)
 

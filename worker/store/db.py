@@ -292,24 +292,12 @@ def _ensure_installation(conn: Connection) -> None:
         conn.execute(table.update().values(tracking_secret=secrets.token_urlsafe(32)))
 
 
-_installations: dict[str, str] = {}
-_tracking_secrets: dict[str, str] = {}
+_installations: dict[str, tuple[str, str | None]] = {}
 
 
 def installation_id(engine: Engine) -> str:
     """This database's installation id (created by `init_db`), cached per database URL."""
-    url = engine.url.render_as_string(hide_password=False)
-    found = _installations.get(url)
-    if found is None:
-        table = models.Installation.__table__  # type: ignore[attr-defined]
-        with engine.connect() as conn:
-            found = conn.execute(select(table.c.uid)).scalar()
-        if found is None:
-            raise ServiceUnavailable(
-                f"the database {describe(engine)} has no installation id; run `siyu init`"
-            )
-        _installations[url] = found
-    return found
+    return _installation(engine, need_secret=False)[0]
 
 
 def tracking_secret(engine: Engine, override: SecretStr | None = None) -> str:
@@ -317,17 +305,28 @@ def tracking_secret(engine: Engine, override: SecretStr | None = None) -> str:
     set, else the secret `siyu init` made for this database (cached per database URL)."""
     if override is not None:
         return override.get_secret_value()
+    secret = _installation(engine, need_secret=True)[1]
+    if not secret:
+        raise ServiceUnavailable(
+            f"the database {describe(engine)} has no tracking secret; run `siyu init`"
+        )
+    return secret
+
+
+def _installation(engine: Engine, *, need_secret: bool) -> tuple[str, str | None]:
+    """(installation id, tracking secret), read in one query and cached per database URL;
+    read again when the secret is needed and an older siyu's row had none."""
     url = engine.url.render_as_string(hide_password=False)
-    found = _tracking_secrets.get(url)
-    if found is None:
+    found = _installations.get(url)
+    if found is None or (need_secret and not found[1]):
         table = models.Installation.__table__  # type: ignore[attr-defined]
         with engine.connect() as conn:
-            found = conn.execute(select(table.c.tracking_secret)).scalar()
-        if not found:
+            row = conn.execute(select(table.c.uid, table.c.tracking_secret)).first()
+        if row is None or row[0] is None:
             raise ServiceUnavailable(
-                f"the database {describe(engine)} has no tracking secret; run `siyu init`"
+                f"the database {describe(engine)} has no installation id; run `siyu init`"
             )
-        _tracking_secrets[url] = found
+        found = _installations[url] = (row[0], row[1])
     return found
 
 
