@@ -18,11 +18,13 @@ from sqlalchemy import create_engine, text
 from tests.support.cli import Outcome, Siyu, run_siyu
 from tests.support.cluster import Workers, wait_for
 from tests.support.mockplatform import free_port, running_mock_platform
+from tests.support.schema import as_made_before_migrations
 from tests.support.world import add_accounts, add_campaign, add_contacts, make_context
 from worker.config import get_settings
 from worker.dispatch.heartbeat import Heartbeat, live_workers
 from worker.dispatch.keys import keys
 from worker.runtime import Context, set_context
+from worker.store import migrate
 from worker.store.db import reset_engines
 
 WARNING = "warning: no worker is running: start one with `siyu worker`"
@@ -284,29 +286,56 @@ def test_doctor_does_not_start_the_embedded_redis(
     assert not get_settings().state_dir.exists(), "nothing was started"
 
 
-def test_doctor_reports_a_missing_table_and_column_until_init(healthy: Context, siyu: Siyu) -> None:
+def older_siyu_made(*statements: str) -> None:
+    """Turn the database into one an older siyu made: no migrations yet, and `statements`."""
     raw = create_engine(get_settings().database_url)
     with raw.begin() as conn:
-        conn.execute(text("DROP TABLE suppressions"))
-        conn.execute(text("ALTER TABLE accounts DROP COLUMN state_reason"))
+        as_made_before_migrations(conn, *statements)
     raw.dispose()
+
+
+def test_doctor_reports_a_database_behind_the_code_until_init(healthy: Context, siyu: Siyu) -> None:
+    older_siyu_made("DROP TABLE suppressions", "ALTER TABLE accounts DROP COLUMN state_reason")
     [line] = problems(siyu("doctor"), "database")
+    assert f"schema made before migrations, this siyu needs revision {migrate.head()}" in line
     assert "missing tables: suppressions" in line
     assert "missing columns: accounts.state_reason" in line and "run `siyu init`" in line
     assert siyu("init").code == 0
-    assert lines_of(siyu("doctor"), "database")[0].startswith("ok ")
+    [ok] = lines_of(siyu("doctor"), "database")
+    assert ok.startswith("ok ") and f"revision {migrate.head()}" in ok
 
 
 def test_doctor_says_init_cannot_add_a_missing_not_null_column(
     healthy: Context, siyu: Siyu
 ) -> None:
-    raw = create_engine(get_settings().database_url)
-    with raw.begin() as conn:
-        conn.execute(text("ALTER TABLE contacts DROP COLUMN name"))
-    raw.dispose()
+    older_siyu_made("ALTER TABLE contacts DROP COLUMN name")
     [line] = problems(siyu("doctor"), "database")
     assert "missing columns: contacts.name" in line
     assert "fix: `siyu init` cannot add NOT NULL columns (contacts.name)" in line
+
+
+def test_doctor_reports_a_database_a_newer_siyu_migrated(healthy: Context, siyu: Siyu) -> None:
+    raw = create_engine(get_settings().database_url)
+    with raw.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = 'f00d'"))
+    raw.dispose()
+    [line] = problems(siyu("doctor"), "database")
+    assert "schema revision f00d is newer than this siyu" in line
+    assert "fix: run the siyu version that migrated it" in line
+    result = siyu("init")
+    assert result.code != 0 and "newer siyu migrated it" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_doctor_reports_a_schema_changed_by_hand_at_the_current_revision(
+    healthy: Context, siyu: Siyu
+) -> None:
+    raw = create_engine(get_settings().database_url)
+    with raw.begin() as conn:
+        conn.execute(text("ALTER TABLE accounts DROP COLUMN state_reason"))
+    raw.dispose()
+    [line] = problems(siyu("doctor"), "database")
+    assert "missing columns: accounts.state_reason" in line and "changed by hand" in line
 
 
 def test_doctor_reports_a_mock_account_whose_platform_does_not_answer(

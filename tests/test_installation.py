@@ -125,20 +125,6 @@ def _init_concurrently(url: str, count: int) -> list[BaseException]:
     return errors
 
 
-def test_init_upgrades_a_database_made_by_an_older_siyu(db_url: str) -> None:
-    """A column added since (accounts.next_send_at) is added by init; data stays."""
-    engine = make_engine(db_url)
-    init_db(engine)
-    add_accounts(engine, ["old"])
-    with engine.begin() as conn:
-        conn.execute(text("ALTER TABLE accounts DROP COLUMN next_send_at"))
-    init_db(engine)
-    with engine.connect() as conn:
-        rows = conn.execute(text("SELECT name, next_send_at FROM accounts")).all()
-    engine.dispose()
-    assert [tuple(r) for r in rows] == [("old", None)]
-
-
 def test_two_inits_at_once_on_a_fresh_sqlite_file_both_succeed(tmp_path: Path) -> None:
     """Two workers started together on a new file: without the write lock up front, one
     failed with 'database is locked' upgrading its read lock to create a table."""

@@ -23,23 +23,19 @@ from typing import Any
 
 from pydantic import SecretStr
 from sqlalchemy import (
-    Column,
     Connection,
     Engine,
-    Table,
     create_engine,
     event,
-    inspect,
     select,
     text,
 )
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DisconnectionError, NoSuchModuleError, OperationalError
-from sqlalchemy.schema import CreateTable
-from sqlmodel import Session, SQLModel
+from sqlmodel import Session
 
 from worker.errors import ServiceUnavailable, UserError
-from worker.store import models
+from worker.store import migrate, models
 
 _engines: dict[tuple[int, str], Engine] = {}
 _lock = threading.Lock()
@@ -201,78 +197,20 @@ _INIT_LOCK_KEY = 0x5179_7500
 
 
 def init_db(engine: Engine) -> None:
-    """Create every missing table and index and the installation id; idempotent.
+    """Apply the schema migrations the database lacks and make the installation row;
+    idempotent.
 
     Several processes may run it at once: on PostgreSQL an advisory lock makes them take
     turns (two concurrent `CREATE TABLE`s of one name fail there even with IF NOT EXISTS);
-    on SQLite the transaction's `BEGIN IMMEDIATE` does.
+    on SQLite the transaction's `BEGIN IMMEDIATE` does. Either way the migrations run in
+    that one transaction: a failure leaves the database as it was.
     """
     check_connection(engine)
     with for_writing(engine).begin() as conn:
         if not is_sqlite(engine):
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _INIT_LOCK_KEY})
-        SQLModel.metadata.create_all(conn)
-        _upgrade_tables(conn)
+        migrate.upgrade(conn)
         _ensure_installation(conn)
-
-
-def _upgrade_tables(conn: Connection) -> None:
-    """Upgrade tables made by an older siyu: add the nullable columns and the indexes it did
-    not have, and drop NOT NULL where a column became optional.
-
-    Enough for additive changes; anything else waits for real migrations.
-    """
-    inspector = inspect(conn)
-    for table in SQLModel.metadata.sorted_tables:
-        found = {column["name"]: column for column in inspector.get_columns(table.name)}
-        for column in table.columns:
-            if column.name not in found and column.nullable:
-                conn.execute(
-                    text(f'ALTER TABLE "{table.name}" ADD COLUMN {_column_sql(conn, column)}')
-                )
-        relaxed = [
-            column.name
-            for column in table.columns
-            if column.nullable and column.name in found and not found[column.name]["nullable"]
-        ]
-        if relaxed:
-            _drop_not_null(conn, table, relaxed, list(found))
-    inspector = inspect(conn)
-    for table in SQLModel.metadata.sorted_tables:
-        present = {index["name"] for index in inspector.get_indexes(table.name)}
-        for index in table.indexes:
-            if index.name not in present:
-                index.create(conn)
-
-
-def _column_sql(conn: Connection, column: Column[Any]) -> str:
-    """`"name" TYPE [REFERENCES "table" ("column")]` for ALTER TABLE ... ADD COLUMN."""
-    sql = f'"{column.name}" {column.type.compile(dialect=conn.dialect)}'
-    for fk in column.foreign_keys:
-        sql += f' REFERENCES "{fk.column.table.name}" ("{fk.column.name}")'
-    return sql
-
-
-def _drop_not_null(conn: Connection, table: Table, columns: list[str], present: list[str]) -> None:
-    """Make `columns` nullable. PostgreSQL alters them; SQLite cannot, so the table is built
-    anew from the model and its rows copied over (its indexes are made again afterwards).
-
-    Only for tables no other table references: SQLite checks foreign keys on DROP TABLE.
-    """
-    if conn.dialect.name != "sqlite":
-        for name in columns:
-            conn.execute(text(f'ALTER TABLE "{table.name}" ALTER COLUMN "{name}" DROP NOT NULL'))
-        return
-    fresh = f"{table.name}__upgrade"
-    ddl = str(CreateTable(table).compile(dialect=conn.dialect)).strip()
-    header = f"CREATE TABLE {table.name} "
-    if not ddl.startswith(header):
-        raise RuntimeError(f"cannot rebuild table {table.name}: unexpected DDL {ddl[:60]!r}")
-    conn.execute(text(f'CREATE TABLE "{fresh}" ' + ddl[len(header) :]))
-    kept = ", ".join(f'"{name}"' for name in present if name in table.columns)
-    conn.execute(text(f'INSERT INTO "{fresh}" ({kept}) SELECT {kept} FROM "{table.name}"'))  # noqa: S608  (our names)
-    conn.execute(text(f'DROP TABLE "{table.name}"'))
-    conn.execute(text(f'ALTER TABLE "{fresh}" RENAME TO "{table.name}"'))
 
 
 def _ensure_installation(conn: Connection) -> None:

@@ -1,4 +1,5 @@
-"""The database: reachable, every table and column the models define, an installation id."""
+"""The database: reachable, at this siyu's schema revision, every table and column the models
+define, an installation id."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from sqlmodel import SQLModel
 from worker.config import Settings
 from worker.errors import UserError
 from worker.services.doctor.report import INIT, Finding
-from worker.store import models
+from worker.store import migrate, models
 from worker.store.db import check_connection, describe, installation_id, make_engine
 
 
@@ -34,6 +35,8 @@ def check_database(settings: Settings, findings: list[Finding]) -> tuple[Engine 
         return None, False
     try:
         check_connection(engine)
+        with engine.connect() as conn:
+            revision = migrate.current(conn)
         gaps = _schema_gaps(engine)
         has_uid = gaps is None or not gaps.touches(models.Installation.__tablename__)
         uid = installation_id(engine) if has_uid else None
@@ -44,13 +47,43 @@ def check_database(settings: Settings, findings: list[Finding]) -> tuple[Engine 
         reason = str(exc).splitlines()[0]
         findings.append(Finding("database", False, f"{where}: {reason}", "check the database"))
         return None, False
-    if gaps is not None:
-        findings.append(Finding("database", False, f"{where}: {gaps.message()}", gaps.fix()))
+    behind = _revision_problem(revision)
+    if behind is not None:
+        message, fix = behind
+        if gaps is not None:
+            message += f"; {gaps.message()}"
+            fix = fix if not gaps.required else gaps.fix()
+        findings.append(Finding("database", False, f"{where}: {message}", fix))
+    elif gaps is not None:
+        findings.append(Finding("database", False, f"{where}: {gaps.message()}", HAND_CHANGED))
     if uid is None:
         return None, False
-    if gaps is None:
-        findings.append(Finding("database", True, f"{where}: schema current, installation {uid}"))
-    return engine, gaps is None
+    current = behind is None and gaps is None
+    if current:
+        message = f"{where}: schema current (revision {revision}), installation {uid}"
+        findings.append(Finding("database", True, message))
+    return engine, current
+
+
+HAND_CHANGED = (
+    "the schema is at this siyu's revision yet differs from it (changed by hand?): "
+    "restore the database from a backup"
+)
+
+
+def _revision_problem(revision: str | None) -> tuple[str, str] | None:
+    """(message, fix) when the database's schema revision is not this siyu's; else None."""
+    head = migrate.head()
+    if revision == head:
+        return None
+    if revision is None:
+        return f"schema made before migrations, this siyu needs revision {head}", INIT
+    if not migrate.is_known(revision):
+        return (
+            f"schema revision {revision} is newer than this siyu (it knows up to {head})",
+            "run the siyu version that migrated it",
+        )
+    return f"schema at revision {revision}, behind this siyu's {head}", INIT
 
 
 def _database_fix(exc: UserError) -> str:
