@@ -7,13 +7,14 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from tests.support.world import write_policies
 from worker.campaigns.status import campaign_status
+from worker.dispatch.heartbeat import live_workers
 from worker.runtime import Context, procs
 
 
@@ -43,9 +44,12 @@ class Workers:
         log_dir: Path,
         concurrency: int = 8,
         log_level: str | None = None,
+        extra_args: Callable[[int], Sequence[str]] | None = None,
     ) -> None:
-        """`log_level` INFO makes the workers log what httpx logs: every request's URL."""
+        """`log_level` INFO makes the workers log what httpx logs: every request's URL;
+        `extra_args(n)` are more options for the n-th worker started (from 1)."""
         self.env = {**env, "PYTHONUNBUFFERED": "1"}
+        self.extra_args = extra_args
         self.log_dir = log_dir
         self.concurrency = concurrency
         self.log_level = log_level
@@ -62,6 +66,8 @@ class Workers:
         args = [sys.executable, "-m", "worker", "worker", "--concurrency", str(self.concurrency)]
         if self.log_level:
             args += ["-l", self.log_level]
+        if self.extra_args is not None:
+            args += self.extra_args(self.started)
         return procs.spawn(
             args,
             env=self.env,
@@ -85,6 +91,15 @@ class Workers:
         """What the workers wrote, the last `tail` characters of each (None: all of it)."""
         texts = [p.read_text(errors="replace") for p in self.log_dir.glob("worker-*.log")]
         return "\n".join(text if tail is None else text[-tail:] for text in texts)
+
+    def await_ready(self, ctx: Context, timeout_s: float = 60) -> None:
+        """Wait until every worker consumes (its heartbeat is live): a test that times sends
+        starts them then, not while the workers still boot and compete for the CPU."""
+
+        def ready() -> bool:
+            return len(live_workers(ctx)) >= len(self.procs)
+
+        assert wait_for(ready, timeout_s), self.logs()
 
     def await_completed(self, ctx: Context, campaign: str, timeout_s: float) -> None:
         """Wait for the campaign to complete; fail with its status and the workers' logs."""
