@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/throughput.py [--contacts 100000] [--workers 2] [--concurrency 4]
         [--accounts 4] [--pool threads] [--skip-baseline] [--skip-million] [--lanes-only]
-        [--timeout-min 40]
+        [--observed | --compare-observed N] [--timeout-min 40]
 
 Each phase gets a freshly created PostgreSQL database (`siyu_bench`), an empty Redis db 12,
 N contacts COPY-loaded (not timed), `memory` accounts with no limits, a segment matching
@@ -16,6 +16,10 @@ consuming before the clock starts.
   deliveries are materialised in-process first (not timed); the clock runs from the first
   `send.delay(delivery_id)` until no row is pending.
 * siyu again with 1,000,000 contacts, to show whether worker memory follows the audience.
+
+`--observed` runs siyu with observability on (`bench/_observe.py`: each worker serves
+metrics, scraped every second, and logs JSON); `--compare-observed N` runs only the siyu
+phase, N times without and N times with it, alternating, and compares the median rates.
 
 Every phase fails loudly unless every delivery ends `sent` with a message id. Every 0.2 s the
 RSS of each worker (with its children) is sampled; `peak_rss_mb` is the largest single
@@ -60,10 +64,18 @@ from bench._harness import (  # noqa: E402
     guarded,
     progress,
 )
+from bench._observe import (  # noqa: E402
+    JSON_LOGS,
+    Scraper,
+    comparison,
+    free_ports,
+    metrics_args,
+)
 from worker.campaigns.lifecycle import CampaignSpec, create_campaign, start_campaign  # noqa: E402
 from worker.campaigns.materialise import materialise  # noqa: E402
 from worker.campaigns.tick import tick  # noqa: E402
 from worker.config import Settings  # noqa: E402
+from worker.observability.metrics import api_registry  # noqa: E402
 from worker.runtime import Context, configure_celery, procs  # noqa: E402
 from worker.store.db import init_db, make_engine  # noqa: E402
 from worker.store.models import Account, CampaignRun, Delivery, Segment, utcnow  # noqa: E402
@@ -104,6 +116,8 @@ class Options:
     baseline: bool
     million: bool
     timeout_s: float
+    observed: bool = False
+    compare_rounds: int = 0
 
 
 @dataclass
@@ -371,8 +385,9 @@ def running_pool(
         pool.stop()
 
 
-def worker_env(ctx: Context) -> dict[str, str]:
+def worker_env(ctx: Context, observed: bool = False) -> dict[str, str]:
     return {
+        **(JSON_LOGS if observed else {}),
         "SIYU_DATABASE_URL": DB_URL,
         "SIYU_REDIS_URL": REDIS_URL,
         "SIYU_TEMPLATES_DIR": str(ctx.settings.templates_dir),
@@ -383,9 +398,11 @@ def worker_env(ctx: Context) -> dict[str, str]:
     }
 
 
-def siyu_commands(opts: Options) -> list[list[str]]:
+def siyu_commands(opts: Options, ports: Sequence[int] = ()) -> list[list[str]]:
+    """The workers' command lines; with `ports`, each serves metrics on its own."""
     cmd = [sys.executable, "-m", "worker", "worker", "--concurrency", str(opts.concurrency)]
-    return [cmd] * opts.workers
+    extra = metrics_args(ports) if ports else [[] for _ in range(opts.workers)]
+    return [[*cmd, *more] for more in extra]
 
 
 def naive_commands(opts: Options) -> list[list[str]]:
@@ -434,14 +451,21 @@ def progress_every_s(contacts: int) -> float:
     return max(5.0, contacts * PROGRESS_PER_ROW_S)
 
 
-def run_siyu(opts: Options, contacts: int, deadline: Deadline, tmp: Path) -> Phase:
-    label = f"siyu {contacts:,}"
+def run_siyu(
+    opts: Options, contacts: int, deadline: Deadline, tmp: Path, observed: bool = False
+) -> Phase:
+    label = f"siyu {contacts:,}" + (" observed" if observed else "")
+    ports = free_ports(opts.workers) if observed else []
     with fresh_world(opts, contacts, tmp) as ctx:
         rid = premade_run(ctx) if opts.lanes_only else None
         log_dir = Path(tempfile.mkdtemp(prefix="siyu-", dir=tmp))
-        with running_pool(siyu_commands(opts), worker_env(ctx), log_dir) as pool:
+        commands, env = siyu_commands(opts, ports), worker_env(ctx, observed)
+        observing = scraping(ports, contacts, ctx)
+        with running_pool(commands, env, log_dir) as pool, observing as scraper:
             pool.wait_consuming(ctx.redis, deadline)
             notes = {"load_1m": os.getloadavg()[0]}
+            if scraper is not None:
+                scraper.start()
             pool.meter.start_window()
             started = time.monotonic()
             if rid is None:  # start renders every member and plans: part of the timed work
@@ -462,8 +486,33 @@ def run_siyu(opts: Options, contacts: int, deadline: Deadline, tmp: Path) -> Pha
             wait_until(completed, pool, deadline, label, progress_every_s(contacts), note)
             seconds = time.monotonic() - started
             usage = pool.meter.end_window()
+            if scraper is not None:
+                notes["scrapes"] = scraper.scrapes
+                notes["db_read_ms_max"] = max(scraper.db_read_s, default=0.0) * 1000
         verify_all_sent(ctx.engine, rid, contacts, label)
     return Phase("siyu", contacts, seconds, pool.usage(usage), notes)
+
+
+@contextlib.contextmanager
+def scraping(ports: Sequence[int], contacts: int, ctx: Context) -> Iterator[Scraper | None]:
+    """A scraper of the workers on `ports` and of the database (none without ports); on a
+    clean exit every scrape must have worked and the database gauges count every contact
+    `sent`."""
+    if not ports:
+        yield None
+        return
+    scraper = Scraper(ports, api_registry(ctx.engine))
+    try:
+        yield scraper
+    finally:
+        if scraper.is_alive():
+            scraper.stop()
+    scraper.scrape_database()
+    if scraper.last_sent != contacts or scraper.failures:
+        raise BenchError(
+            f"metrics: siyu_deliveries sent={scraper.last_sent:,.0f}, not {contacts:,}, "
+            f"or {scraper.failures} worker scrapes failed"
+        )
 
 
 def premade_run(ctx: Context) -> int:
@@ -610,6 +659,10 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
                         help="also run siyu with 1,000,000 contacts for peak RSS")  # fmt: skip
     parser.add_argument("--skip-million", dest="million", action="store_false")
     parser.add_argument("--timeout-min", type=float, default=40.0, help="give up after this")
+    parser.add_argument("--observed", action="store_true",
+                        help="siyu with metrics served and scraped, and JSON logs")  # fmt: skip
+    parser.add_argument("--compare-observed", type=int, default=0, metavar="N",
+                        help="only siyu: N runs plain, N observed, alternating")  # fmt: skip
     args = parser.parse_args(argv)
     if min(args.contacts, args.workers, args.concurrency, args.accounts) < 1:
         raise SystemExit("--contacts, --workers, --concurrency and --accounts must be >= 1")
@@ -617,13 +670,14 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         contacts=args.contacts, workers=args.workers, concurrency=args.concurrency,
         accounts=args.accounts, pool=args.pool, lanes_only=args.lanes_only,
         baseline=not args.skip_baseline, million=args.million, timeout_s=args.timeout_min * 60,
+        observed=args.observed, compare_rounds=max(0, args.compare_observed),
     )  # fmt: skip
 
 
 def run_phases(opts: Options, tmp: Path) -> list[Phase]:
     """The phases, in order: siyu, the baseline, siyu with a million contacts."""
     deadline = Deadline(opts.timeout_s)
-    phases = [run_siyu(opts, opts.contacts, deadline, tmp)]
+    phases = [run_siyu(opts, opts.contacts, deadline, tmp, observed=opts.observed)]
     progress(f"siyu: {phases[-1].rate:,.0f}/s")
     if opts.baseline:
         phases.append(run_baseline(opts, opts.contacts, deadline, tmp))
@@ -633,14 +687,47 @@ def run_phases(opts: Options, tmp: Path) -> list[Phase]:
     return phases
 
 
+def run_comparison(opts: Options, tmp: Path) -> dict[str, Any]:
+    """The siyu phase `compare_rounds` times each way, the order swapped every round so that
+    neither side always runs on a warmer (or busier) machine."""
+    deadline = Deadline(opts.timeout_s)
+    runs: dict[bool, list[tuple[float, float, float]]] = {False: [], True: []}
+    for round_ in range(opts.compare_rounds):
+        for observed in (False, True) if round_ % 2 == 0 else (True, False):
+            phase = run_siyu(opts, opts.contacts, deadline, tmp, observed=observed)
+            cpu = (
+                _us(phase.usage.worker_cpu_s, phase.contacts),
+                _us(phase.usage.db_cpu_s, phase.contacts),
+            )
+            runs[observed].append((phase.rate, *cpu))
+            notes = ", ".join(f"{k} {v:.1f}" for k, v in phase.notes.items())
+            way = "observed" if observed else "plain"
+            progress(f"round {round_ + 1} {way}: {phase.rate:,.0f}/s ({notes})")
+    return comparison(runs[False], runs[True])
+
+
+def print_comparison(compared: dict[str, Any], rounds: int) -> None:
+    print()
+    for name, unit in (("rate", "/s"), ("worker_cpu_us", " µs/msg"), ("db_cpu_us", " µs/msg")):
+        plain, seen = compared[f"{name}_plain_median"], compared[f"{name}_observed_median"]
+        change = compared[f"{name}_observed_vs_plain"]
+        print(f"{name}: plain {plain:,.1f}{unit}, observed {seen:,.1f}{unit} "
+              f"(medians of {rounds}): {change:+.1%}")  # fmt: skip
+
+
+def cleanup() -> None:
+    with contextlib.suppress(Exception):
+        drop_database()
+    redis.Redis.from_url(REDIS_URL).flushdb()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     opts = parse_args(argv)
-
-    def cleanup() -> None:
-        with contextlib.suppress(Exception):
-            drop_database()
-        redis.Redis.from_url(REDIS_URL).flushdb()
-
+    if opts.compare_rounds:
+        compared = guarded("siyu-bench-", lambda tmp: run_comparison(opts, tmp), cleanup)
+        print_comparison(compared, opts.compare_rounds)
+        print(json.dumps(compared))
+        return 0
     phases = guarded("siyu-bench-", lambda tmp: run_phases(opts, tmp), cleanup)
     result = summary(opts, phases)
     print_table(opts, phases)

@@ -12,6 +12,7 @@ import pytest
 
 from tests.support.cli import Outcome, one_error_line, run_siyu
 from worker.cli import app
+from worker.cli.api import is_loopback
 from worker.config import get_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -276,3 +277,19 @@ def test_a_setting_no_siyu_can_use_is_one_line_naming_the_variable(
     finally:
         get_settings.cache_clear()
     assert line.startswith(f"error: {needle}") and line.endswith(f"; got {value!r}"), line
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.5", "::", "siyu.example.com"])
+def test_the_api_refuses_a_reachable_address_without_a_token(home: Path, host: str) -> None:
+    env = {"SIYU_API_TOKEN": ""}
+    result = run(home, "api", "--host", host, "--port", "0", env=env)
+    assert_clean_error(result, f"--host {host} is reachable from other machines", "SIYU_API_TOKEN")
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [("127.0.0.1", True), ("127.8.0.1", True), ("::1", True), ("localhost", True),
+     ("0.0.0.0", False), ("10.0.0.1", False), ("::", False), ("api.internal", False)],
+)  # fmt: skip
+def test_only_loopback_addresses_may_go_without_a_token(host: str, loopback: bool) -> None:
+    assert is_loopback(host) is loopback

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -54,6 +55,11 @@ class Settings(BaseSettings):
     webhook_secret: SecretStr | None = None
     # Conversations quiet for longer are deleted with their messages by the tick (hourly).
     conversation_retention_days: int = Field(default=180, ge=1, le=36_500)
+    # Logging of every siyu process (`worker.observability.logs`): `text` lines, or `json`, one
+    # object per line for a log collector. The level applies where a command's own option
+    # (`siyu worker --loglevel`) does not set one; unset: WARNING.
+    log_format: Literal["text", "json"] = "text"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] | None = None
 
     # Dispatch tuning. A lane works for `lane_slice_s` and then re-enqueues itself; the
     # broker's visibility timeout must stay well above it (DESIGN decision 2).
@@ -94,6 +100,18 @@ class Settings(BaseSettings):
     def _blank_is_unset(cls, value: object) -> object:
         """`SIYU_LLM_MODEL=` (set but empty) means unset, as leaving it out does."""
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _format_any_case(cls, value: object) -> object:
+        """`SIYU_LOG_FORMAT=JSON` is meant as written; blank is the default."""
+        return (value.strip().lower() or "text") if isinstance(value, str) else value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level_any_case(cls, value: object) -> object:
+        """`SIYU_LOG_LEVEL=info` is meant as written; blank is unset."""
+        return (value.strip().upper() or None) if isinstance(value, str) else value
 
     @field_validator("llm_base_url")
     @classmethod

@@ -1,26 +1,30 @@
-"""No phone number reaches a log: a filter that masks them in every record's final text.
+"""No phone number or e-mail address reaches a log: a filter that masks them in every record.
 
 `MaskFilter` sits on handlers, so it sees every record they write, whichever logger it came
 from, after `msg % args` (`138****5678`: the first three and last four digits, at least four
-digits hidden). It also masks exception and stack text, and drops SQLAlchemy's
-`[parameters: ...]`, which would carry message bodies and external ids (its statement log,
+digits hidden; `z***@example.com`: the first character of the mailbox and the domain). It
+also masks exception and stack text and the string fields passed as `extra=` (which the
+JSON format writes out), and drops SQLAlchemy's `[parameters: ...]`, which would carry
+message bodies and external ids (its statement log,
 which would too, stays at WARNING unless someone lowers the `sqlalchemy` logger). Message
 bodies are otherwise kept out of logs at the call site: log ids, never texts.
 
-Installed in every siyu process: the Celery worker (`runtime.celery_app`, on Celery's logging
-signals), `siyu api` (`uvicorn_log_config`) and the CLI (`install()` in `cli.main`).
+Installed in every siyu process by `observability.logs.configure_logging` (on the one root
+handler, and by `install()` on logging's last resort): the CLI (`cli.main`), the Celery
+worker (`runtime.celery_app`, on Celery's `setup_logging` signal) and `siyu api`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import logging
 import re
 from typing import Any
 
 # A mainland mobile number, or `+` and 8-15 digits (E.164); never part of a longer number.
 PHONE = re.compile(r"(?<!\d)(?:\+\d{8,15}|1[3-9]\d{9})(?!\d)")
+# An e-mail address: a mailbox, `@`, and a domain with at least one dot.
+EMAIL = re.compile(r"(?<![\w.+-])([\w.+-])[\w.+-]*@((?:[\w-]+\.)+[\w-]+)")
 # SQLAlchemy's errors end a line with the statement's parameters: `[parameters: {...}]`.
 SQL_PARAMETERS = re.compile(r"\[parameters: .*")
 HIDDEN_PARAMETERS = "[parameters: hidden]"
@@ -39,9 +43,25 @@ def _mask(match: re.Match[str]) -> str:
     return f"{plus}{digits[:head]}{'*' * (len(digits) - head - 4)}{digits[-4:]}"
 
 
+def mask_emails(text: str) -> str:
+    """`text` with every e-mail address masked: `zhang.san@example.com` -> `z***@example.com`."""
+    return EMAIL.sub(r"\1***@\2", text)
+
+
 def mask_text(text: str) -> str:
-    """Phones masked and SQL parameters dropped."""
-    return mask_phones(SQL_PARAMETERS.sub(HIDDEN_PARAMETERS, text))
+    """Phones and e-mail addresses masked, SQL parameters dropped."""
+    return mask_phones(mask_emails(SQL_PARAMETERS.sub(HIDDEN_PARAMETERS, text)))
+
+
+# The attributes every record has; anything else on a record came from `extra=`.
+RECORD_FIELDS = frozenset(
+    [*vars(logging.LogRecord("", 0, "", 0, "", None, None)), "message", "asctime", "taskName"]
+)
+
+
+def extra_fields(record: logging.LogRecord) -> dict[str, Any]:
+    """The fields a call passed as `extra=` (`event`, `account`, ...), by name."""
+    return {k: v for k, v in vars(record).items() if k not in RECORD_FIELDS}
 
 
 class MaskFilter(logging.Filter):
@@ -68,6 +88,9 @@ def mask_record(record: logging.LogRecord) -> None:
         record.exc_text = mask_text(record.exc_text)
     if record.stack_info:
         record.stack_info = mask_text(record.stack_info)
+    for name, value in extra_fields(record).items():
+        if isinstance(value, str):
+            setattr(record, name, mask_text(value))
 
 
 def _mask_message(record: logging.LogRecord, message: str) -> None:
@@ -99,16 +122,3 @@ def install() -> None:
     mask_handlers(logging.getLogger())
     if logging.lastResort is not None:
         add_filter(logging.lastResort)
-
-
-def uvicorn_log_config(level: str = "warning") -> dict[str, Any]:
-    """uvicorn's logging configuration with the filter on every handler, and siyu's own loggers
-    (the root) written through uvicorn's stderr handler at `level`."""
-    from uvicorn.config import LOGGING_CONFIG
-
-    config = copy.deepcopy(LOGGING_CONFIG)
-    config["filters"] = {"mask": {"()": f"{__name__}.MaskFilter"}}
-    for handler in config["handlers"].values():
-        handler["filters"] = ["mask"]
-    config["root"] = {"handlers": ["default"], "level": level.upper()}
-    return config

@@ -4,6 +4,7 @@
     GET  /u/{token}              an e-mail's unsubscribe link: a page asking to confirm
     POST /u/{token}              unsubscribe (the page's form, or RFC 8058 one-click)
     GET  /healthz                the process answers and its database is reachable
+    GET  /metrics                Prometheus metrics (`api.metrics`: who may scrape them)
 
 Inbound is verified before anything is parsed: without `SIYU_WEBHOOK_SECRET` it is refused
 (503, nothing stored); a missing, wrong or stale signature is 401 and nothing is stored; a
@@ -24,6 +25,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from sqlalchemy import Engine, text
 
+from worker.api.metrics import add_metrics_route
 from worker.channels.registry import known_channels
 from worker.config import Settings, revealed
 from worker.replies.inbound import (
@@ -66,6 +68,8 @@ def create_app(settings: Settings, engine: Engine, on_stored: OnStored | None = 
 
         await to_thread.run_sync(ping, limiter=threads)
         return JSONResponse({"ok": True})
+
+    add_metrics_route(app, settings, engine, threads)
 
     @app.post("/v1/inbound/{channel}")
     async def inbound(channel: str, request: Request) -> JSONResponse:

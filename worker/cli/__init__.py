@@ -21,9 +21,10 @@ import pydantic
 import typer
 from typer.core import TyperGroup
 
-from worker import logmask
 from worker.cli.app import SiyuTyper
+from worker.config import Settings, get_settings
 from worker.errors import UserError
+from worker.observability.logs import configure_logging
 
 PROG = "siyu"
 
@@ -66,7 +67,7 @@ def _register() -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     """Console-script entry point: errors become one line on stderr, never a traceback."""
     args = list(sys.argv[1:] if argv is None else argv)
-    logmask.install()  # no phone number in what any command logs (issue 9, item 8)
+    _configure_logging()  # masked, in SIYU_LOG_FORMAT (issue 9 item 8, issue 11 item 3)
     _register()
     try:
         code = app(args=args, prog_name=PROG, standalone_mode=False)
@@ -83,6 +84,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         typer.echo("interrupted", err=True)
         sys.exit(130)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _configure_logging() -> None:
+    """Logging as the settings say; with settings that do not validate, the defaults (the
+    command reports the bad setting when it reads them; `--help` still works)."""
+    try:
+        settings = get_settings()
+    except pydantic.ValidationError:
+        settings = Settings.model_construct()
+    configure_logging(settings)
 
 
 def _setting_error(exc: pydantic.ValidationError) -> str:

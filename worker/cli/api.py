@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 import typer
 
 from worker.errors import UserError
@@ -11,23 +13,29 @@ def api(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
     port: int = typer.Option(8000, "--port", help="Port to listen on (0: any free port)."),
 ) -> None:
-    """Serve the HTTP API: signed inbound webhooks at /v1/inbound/CHANNEL.
+    """Serve the HTTP API: signed inbound webhooks at /v1/inbound/CHANNEL, /metrics.
 
     Inbound is refused unless SIYU_WEBHOOK_SECRET holds a Standard Webhooks secret
-    (python -m worker.webhooks prints a new one).
+    (python -m worker.webhooks prints a new one). Listening on anything but loopback
+    needs SIYU_API_TOKEN.
 
     Example:
-    siyu api --host 0.0.0.0 --port 8000
+    SIYU_API_TOKEN=... siyu api --host 0.0.0.0 --port 8000
     """
     import uvicorn
 
     from worker.api import create_app
     from worker.config import get_settings
-    from worker.logmask import uvicorn_log_config
+    from worker.observability.logs import configure_logging, level_of
 
     if not 0 <= port <= 65535:
         raise UserError(f"--port must be between 0 and 65535, got {port}")
     settings = get_settings()
+    if settings.api_token is None and not is_loopback(host):
+        raise UserError(
+            f"--host {host} is reachable from other machines: set SIYU_API_TOKEN (the "
+            "operator API's bearer token) first, or listen on 127.0.0.1"
+        )
     if not settings.webhook_secret:
         typer.echo(
             "warning: SIYU_WEBHOOK_SECRET is not set: every inbound webhook is refused (503)",
@@ -44,9 +52,26 @@ def api(
 
     app = create_app(settings, ctx.engine, on_stored=decide_later)
     try:
-        uvicorn.run(app, host=host, port=port, log_level="warning", log_config=uvicorn_log_config())
+        level = level_of(settings)  # uvicorn applies the same configuration again
+        uvicorn.run(
+            app,
+            host=host,
+            port=port,
+            log_level=level.lower(),
+            log_config=configure_logging(settings, level),
+        )
     except OSError as exc:
         raise UserError(f"api: cannot listen on {host}:{port}: {exc}") from exc
+
+
+def is_loopback(host: str) -> bool:
+    """Whether only this machine can reach `host` (`localhost`, 127.0.0.0/8, ::1)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a name other than localhost may resolve to anything
+        return False
 
 
 def register(app: typer.Typer) -> None:

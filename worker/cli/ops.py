@@ -63,18 +63,38 @@ def worker(
         metavar="N",
         help="Lanes this process runs at once (threads).",
     ),
-    loglevel: str = typer.Option(
-        "WARNING",
+    loglevel: str | None = typer.Option(
+        None,
         "--loglevel",
         "-l",
         metavar="LEVEL",
-        help="Celery's log level: DEBUG, INFO, WARNING, ERROR.",
+        help="Log level: DEBUG, INFO, WARNING, ERROR (default: SIYU_LOG_LEVEL, else WARNING).",
+    ),
+    metrics_port: int | None = typer.Option(
+        None,
+        "--metrics-port",
+        min=1,
+        max=65535,
+        metavar="P",
+        help="Serve Prometheus metrics on this port (GET /metrics); default: none.",
+    ),
+    metrics_host: str = typer.Option(
+        "127.0.0.1",
+        "--metrics-host",
+        metavar="H",
+        help="Address of the metrics port; 0.0.0.0 for a scraper on another machine.",
+    ),
+    no_metrics_db: bool = typer.Option(
+        False,
+        "--no-metrics-db",
+        help="Leave out the database gauges (the same from every process): serve them from "
+        "siyu api or one worker only.",
     ),
 ) -> None:
     """Run a Celery worker: account lanes, materialisation and the periodic tick.
 
     Example:
-    siyu worker --concurrency 16
+    siyu worker --concurrency 16 --metrics-port 9101
     """
     from celery.signals import worker_ready, worker_shutting_down
 
@@ -83,6 +103,8 @@ def worker(
     from worker.dispatch.heartbeat import Heartbeat
     from worker.dispatch.keys import keys
     from worker.limiter import load_policies
+    from worker.observability.logs import level_of
+    from worker.observability.metrics import serve, worker_registry
     from worker.runtime import SHUTDOWN, get_context
     from worker.runtime.celery_app import celery_app
     from worker.store.db import init_db
@@ -95,6 +117,9 @@ def worker(
     queue = keys(ctx).queue  # only this installation's tasks
     ctx.extras["policies"] = checked
     import worker.tasks  # noqa: F401  (registers the tasks)
+
+    if metrics_port is not None:
+        serve(worker_registry(ctx.engine, database=not no_metrics_db), metrics_host, metrics_port)
 
     worker_shutting_down.connect(lambda **_: SHUTDOWN.set(), weak=False)
     ticker = Ticker(ctx)
@@ -112,14 +137,13 @@ def worker(
                 "--concurrency",
                 str(concurrency),
                 "--loglevel",
-                loglevel,
+                level_of(get_settings(), loglevel),
                 "--queues",
                 queue,
                 "--hostname",
                 f"siyu-{os.getpid()}@%h",
                 "--without-gossip",
                 "--without-mingle",
-                "--without-heartbeat",
             ]
         )
     finally:

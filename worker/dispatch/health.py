@@ -7,17 +7,16 @@ gives back `STEP` (additive increase) up to the full rate.
 
 from __future__ import annotations
 
-import logging
 import random
 from datetime import timedelta
 
 from sqlalchemy import Engine, select, update
 
+from worker.observability import events
 from worker.store import tables
 from worker.store.db import for_writing
 from worker.store.models import AccountState, utcnow
 
-log = logging.getLogger(__name__)
 A = tables.accounts.c
 
 FLOOR = 0.1
@@ -58,7 +57,8 @@ def throttled(engine: Engine, account_id: int, retry_after_s: float, reason: str
     jitter_s = retry_after_s * random.uniform(0.05, 0.25) + random.uniform(0.2, 1.0)  # noqa: S311
     until = utcnow() + timedelta(seconds=retry_after_s + jitter_s)
     with for_writing(engine).begin() as conn:
-        current = conn.execute(select(A.rate_multiplier).where(A.id == account_id)).scalar()
+        row = conn.execute(select(A.name, A.rate_multiplier).where(A.id == account_id)).first()
+        name, current = row or (str(account_id), None)
         lowered = max(FLOOR, float(current or 1.0) * DECREASE)
         conn.execute(
             update(tables.accounts)
@@ -71,10 +71,6 @@ def throttled(engine: Engine, account_id: int, retry_after_s: float, reason: str
                 rate_changed_at=utcnow(),
             )
         )
-    log.warning(
-        "account %s throttled (%s): cooldown until %s, rate x%.2f",
-        account_id,
-        reason,
-        until,
-        lowered,
+    events.account_state(
+        name, AccountState.COOLDOWN, reason, until=until, note=f"rate x{lowered:.2f}"
     )

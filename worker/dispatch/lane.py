@@ -31,11 +31,10 @@ from worker.dispatch.pacing import Pacer, Unpaced
 from worker.dispatch.sending import Stop
 from worker.dispatch.timing import SendTimer
 from worker.limiter import resolve_policy
+from worker.observability import events
 from worker.runtime import Context
 from worker.store.db import installation_id, tracking_secret
 from worker.store.models import AccountState, DeliveryState, utcnow
-
-log = logging.getLogger(__name__)
 
 PREPARE_S = 0.2  # a group's database work starts this long before its first slot
 GROUP_S = 0.2  # messages due this soon after a group's first one share its `sending` commit
@@ -114,7 +113,9 @@ class Lane:
         self.pacer = pacer
         self.clock = clock
         self.result = LaneResult(acquired=True)
-        self.timer = SendTimer(ctx, account.id, fence, pacer, clock=clock, sleep=sleep)
+        self.timer = SendTimer(
+            ctx, account.id, fence, pacer, clock=clock, sleep=sleep, account=account.name
+        )
         self.composer = Composer(
             ctx.settings,
             account.channel,
@@ -282,11 +283,12 @@ class Lane:
                 self.engine, self.account.id, max(stop.retry_after_s, 0.5), stop.reason
             )
             return
-        log.error(
-            "ALERT account %s is now %s (%s); moving its movable deliveries",
+        events.account_state(
             self.account.name,
             stop.account_state,
             stop.reason,
+            level=logging.ERROR,
+            note="ALERT: moving its movable deliveries to other accounts",
         )
         runs.set_account_state(self.engine, self.account.id, stop.account_state, stop.reason)
         for receiver in failover.move_movable(self.engine, self.account.id):

@@ -16,6 +16,7 @@ from worker.dispatch.keys import keys
 from worker.dispatch.pacers import LimiterPacer
 from worker.dispatch.pacing import Pacer, Unpaced
 from worker.dispatch.sendlog import SendLog
+from worker.observability.metrics import LIMITER_WAIT
 from worker.runtime import SHUTDOWN, Context
 
 LATE_S = 0.05  # waking later than this after a reserved time means taking a fresh slot
@@ -39,8 +40,10 @@ class SendTimer:
         *,
         clock: Callable[[], float],
         sleep: Callable[[float], None],
+        account: str = "",
     ) -> None:
         self.fence = fence
+        self.waits = LIMITER_WAIT.labels(account=account)  # siyu_limiter_wait_seconds
         self.pacer = pacer
         self.clock = clock
         self.sleep = sleep
@@ -58,7 +61,18 @@ class SendTimer:
             self.sent_log.save(ctx.redis, keys(ctx).sent_times(account_id))
 
     def wait_until(self, when: float) -> bool:
-        """Sleep until `when`, keeping the fence; False if it was lost or on shutdown."""
+        """Sleep until `when`, keeping the fence; False if it was lost or on shutdown.
+
+        Each wait that sleeps is observed in `siyu_limiter_wait_seconds`."""
+        started = self.clock()
+        if when <= started:
+            return True
+        try:
+            return self._sleep_until(when)
+        finally:
+            self.waits.observe(self.clock() - started)
+
+    def _sleep_until(self, when: float) -> bool:
         while True:
             left = when - self.clock()
             if left <= 0:

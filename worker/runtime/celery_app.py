@@ -2,27 +2,23 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from celery import Celery
-from celery.signals import after_setup_logger, after_setup_task_logger
+from celery.signals import setup_logging
 
-from worker import logmask
+from worker.config import get_settings
+from worker.observability.logs import configure_logging
 
 celery_app = Celery("siyu", include=["worker.tasks"])
 
 
-@after_setup_logger.connect(weak=False)
-def _mask_worker_logs(logger: logging.Logger, **_: Any) -> None:
-    """No phone number in what the worker logs, and no SQL parameters (issue 9, item 8)."""
-    logmask.mask_handlers(logger)
-
-
-@after_setup_task_logger.connect(weak=False)
-def _mask_task_logs(logger: logging.Logger, **_: Any) -> None:
-    logmask.mask_handlers(logger)  # `celery.task` writes through its own handlers
+@setup_logging.connect(weak=False)
+def _configure_worker_logging(loglevel: int | str | None = None, **_: Any) -> None:
+    """siyu configures the worker's logging (format, masking) instead of Celery, at the
+    level of `--loglevel`; Celery then leaves the root logger and its own loggers alone."""
+    configure_logging(get_settings(), loglevel)
 
 
 def celery_broker_url(redis_url: str) -> str:
@@ -57,6 +53,10 @@ def configure_celery(broker_url: str, *, visibility_timeout_s: int) -> Celery:
         task_serializer="json",
         accept_content=["json"],
         worker_hijack_root_logger=False,
+        # Task events (and the heartbeats `siyu worker` sends): Flower, or `celery events`,
+        # pointed at the same broker sees the workers and every task they run.
+        worker_send_task_events=True,
+        task_send_sent_event=True,
         worker_redirect_stdouts=False,
         task_default_queue="siyu",
         enable_utc=True,

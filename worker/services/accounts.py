@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ from worker.channels.registry import build_channel
 from worker.dispatch.health import current_multiplier
 from worker.errors import UserError
 from worker.limiter import load_policies, resolve_policy
+from worker.observability import events
 from worker.store import tables
 from worker.store.db import for_writing
 from worker.store.models import (
@@ -123,7 +126,9 @@ def set_paused(engine: Engine, name: str, paused: bool) -> Account:
         account.cooldown_until = None
         session.add(account)
         session.commit()
-        return account
+    # INFO: the operator did it and the command says so; the event is for the record.
+    events.account_state(account.name, account.state, "operator", level=logging.INFO)
+    return account
 
 
 def _named(items: list[str]) -> str:

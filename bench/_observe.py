@@ -1,0 +1,105 @@
+"""The throughput benchmark with observability on: metrics served and scraped, JSON logs.
+
+`--observed` gives every worker a `--metrics-port` and `SIYU_LOG_FORMAT=json`, and a
+`Scraper` reads each worker's /metrics and the database gauges every `SCRAPE_S` while the
+clock runs, as the deployment in the README does (workers with `--no-metrics-db`, the
+database gauges from one place).
+`--compare-observed N` runs the siyu phase N times each way, alternating, and compares the
+medians.
+"""
+
+from __future__ import annotations
+
+import socket
+import statistics
+import threading
+import urllib.request
+from collections.abc import Sequence
+from typing import Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
+
+SCRAPE_S = 5.0  # three times as often as the usual Prometheus interval (15 s)
+JSON_LOGS = {"SIYU_LOG_FORMAT": "json"}
+
+
+def free_ports(count: int) -> list[int]:
+    """Ports free now on loopback (the OS picks them)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def metrics_args(ports: Sequence[int]) -> list[list[str]]:
+    return [["--metrics-port", str(port), "--no-metrics-db"] for port in ports]
+
+
+class Scraper(threading.Thread):
+    """Every `SCRAPE_S`, as a Prometheus would in the deployment the README recommends:
+    each worker's own /metrics (served with `--no-metrics-db`), and the database gauges
+    once, from a registry built as `siyu api` builds its own."""
+
+    def __init__(self, ports: Sequence[int], database: CollectorRegistry) -> None:
+        super().__init__(name="scraper", daemon=True)
+        self.urls = [f"http://127.0.0.1:{port}/metrics" for port in ports]
+        self.database = database
+        self.scrapes = 0
+        self.failures = 0
+        self.last_sent = 0.0  # siyu_deliveries{state="sent"} in the last database scrape
+        self.db_read_s: list[float] = []  # siyu_database_read_seconds of every one
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        while not self._halt.wait(SCRAPE_S):
+            for url in self.urls:
+                self.scrape_worker(url)
+            self.scrape_database()
+
+    def scrape_worker(self, url: str) -> None:
+        try:
+            with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 (loopback)
+                samples(response.read().decode())
+        except OSError:
+            self.failures += 1
+            return
+        self.scrapes += 1
+
+    def scrape_database(self) -> None:
+        found = samples(generate_latest(self.database).decode())
+        self.last_sent = sum(
+            s.value for s in found if s.name == "siyu_deliveries" and s.labels["state"] == "sent"
+        )
+        self.db_read_s += [s.value for s in found if s.name == "siyu_database_read_seconds"]
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join()
+
+
+def samples(text: str) -> list[Sample]:
+    """Parse an exposition as Prometheus would (a malformed one raises)."""
+    return [s for family in text_string_to_metric_families(text) for s in family.samples]
+
+
+def comparison(
+    plain: Sequence[tuple[float, float, float]], observed: Sequence[tuple[float, float, float]]
+) -> dict[str, Any]:
+    """Medians of the two series of (rate, worker CPU µs, DB CPU µs per delivery) and how far
+    apart they are; on a shared machine the CPU figures are steadier than the rates."""
+    out: dict[str, Any] = {}
+    for i, name in enumerate(("rate", "worker_cpu_us", "db_cpu_us")):
+        a = statistics.median(run[i] for run in plain)
+        b = statistics.median(run[i] for run in observed)
+        out[f"{name}_plain_median"] = round(a, 1)
+        out[f"{name}_observed_median"] = round(b, 1)
+        out[f"{name}_observed_vs_plain"] = round(b / a - 1, 4)
+        out[f"{name}_plain"] = [round(run[i], 1) for run in plain]
+        out[f"{name}_observed"] = [round(run[i], 1) for run in observed]
+    return out
