@@ -69,6 +69,10 @@ class Settings(BaseSettings):
     materialise_chunk: int = Field(default=5000, ge=100)
     max_attempts: int = Field(default=5, ge=1)
     tick_interval_s: float = Field(default=2.0, gt=0)
+    # `siyu beat` (cron campaigns): a due time found later than this after it passed (beat was
+    # down or busy) is skipped and recorded, never fired late; beat looks every `beat_poll_s`.
+    beat_grace_s: float = Field(default=300.0, gt=0, le=86_400)
+    beat_poll_s: float = Field(default=1.0, gt=0, le=60)
     # How often the tick asks platforms about sends a person must confirm (WeCom customer
     # mass-send) and records what became of each recipient.
     confirmation_sync_s: float = Field(default=60.0, gt=0, le=86_400)

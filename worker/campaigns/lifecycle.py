@@ -11,6 +11,7 @@ from sqlmodel import Session
 
 from worker.campaigns import lookup, transitions
 from worker.campaigns.outlook import Outlook
+from worker.campaigns.recurring import check_cron
 from worker.campaigns.tick import tick
 from worker.campaigns.timeparse import parse_when, zone
 from worker.campaigns.validate import RenderReport, check_sends
@@ -52,6 +53,9 @@ class CampaignSpec:
 def check_spec(spec: CampaignSpec) -> tuple[datetime | None, datetime | None]:
     """Everything about a definition that needs no database; the window as naive UTC.
 
+    For a cron campaign the window bounds the schedule: no due time before --start or
+    after --end fires; each run's own window runs from its due time to the next one.
+
     `campaigns create` and `campaigns edit` both call it, so an edit is held to a create's rules.
     """
     if not spec.name.strip():
@@ -62,11 +66,8 @@ def check_spec(spec: CampaignSpec) -> tuple[datetime | None, datetime | None]:
         raise UserError("--accounts needs at least one account name")
     if len(set(spec.accounts)) != len(spec.accounts):
         raise UserError("--accounts lists an account twice")
-    if spec.cron is not None:  # refused here, so nothing half-made is stored
-        raise UserError(
-            "--cron: recurring campaigns are not implemented yet; "
-            "create it without --cron (one run between --start and --end)"
-        )
+    if spec.cron is not None:
+        spec.cron = check_cron(spec.cron)
     zone(spec.tz)
     start = parse_when(spec.start, spec.tz, field="--start") if spec.start else None
     end = parse_when(spec.end, spec.tz, field="--end") if spec.end else None
@@ -168,8 +169,9 @@ def _refuse_taken(session: Session, name: str) -> None:
 
 @dataclass(frozen=True)
 class Started:
-    run: CampaignRun
+    run: CampaignRun | None  # None for a cron campaign: `siyu beat` opens a run per due time
     outlook: Outlook
+    status: str
 
 
 def start_campaign(ctx: Context, name: str, *, force: bool = False) -> Started:
@@ -179,15 +181,14 @@ def start_campaign(ctx: Context, name: str, *, force: bool = False) -> Started:
     many will really be sent: nothing at all is refused unless `force`. The run is opened
     `scheduled` and begun by a separate compare-and-set, here when it is due, else by the
     tick: whichever comes first does it once. Returns the run as it is now.
+
+    A cron campaign is armed instead (`scheduled`, no run; its schedule begins at --start,
+    else now): an empty segment is no refusal, its members may join before a due time.
     """
     from worker.campaigns.plan import plan_campaign
 
     with Session(ctx.engine, expire_on_commit=False) as session:
         campaign = lookup.campaign_by_name(session, name)
-        if campaign.cron:
-            raise UserError(
-                "recurring (--cron) campaigns are not implemented yet; create it without --cron"
-            )
         segment = session.get(Segment, campaign.segment_id)
         accounts = lookup.campaign_accounts(session, campaign.id)  # type: ignore[arg-type]
     assert segment is not None
@@ -207,6 +208,9 @@ def start_campaign(ctx: Context, name: str, *, force: bool = False) -> Started:
     settings = ctx.settings
     plan = plan_campaign(ctx.engine, settings.rate_limits_dir, name, settings.limit_margin_ms)
     outlook = Outlook.of(plan, rendered.failed)
+    if campaign.cron:
+        transitions.arm(ctx.engine, name, campaign.start_at or utcnow())
+        return Started(None, outlook, CampaignStatus.SCHEDULED)
     if not force and (refusal := outlook.refusal(name)):
         raise UserError(refusal)
     run_id = transitions.open_run(ctx.engine, name, campaign.start_at, campaign.end_at)
@@ -215,7 +219,7 @@ def start_campaign(ctx: Context, name: str, *, force: bool = False) -> Started:
     with Session(ctx.engine) as session:
         run = session.get(CampaignRun, run_id)
         assert run is not None
-        return Started(run, outlook)
+        return Started(run, outlook, run.status)
 
 
 def pause_campaign(engine: Engine, name: str) -> str:

@@ -5,7 +5,9 @@ the same transaction, then write. An edit is validated like a create (the merged
 rendered for sample members) before the lock is taken; under the lock it applies only if the
 stored definition is still the one it was validated against, so two edits never undo each
 other. Only drafts and scheduled campaigns whose run has not begun can be edited; a scheduled
-run's window follows its campaign's. Only drafts (which have no runs) can be deleted.
+run's window follows its campaign's. An armed cron campaign (scheduled, no run yet) can be
+edited too: its schedule follows the new --cron, --tz, --start and --end. Only drafts (which
+have no runs) can be deleted.
 """
 
 from __future__ import annotations
@@ -157,10 +159,19 @@ def edit_campaign(
         if found.status not in EDITABLE:
             raise _refuse_edit(found)
         run = found.run
-        if found.status == CampaignStatus.SCHEDULED and (
-            run is None or run.status != CampaignStatus.SCHEDULED or run.started_at is not None
+        if (
+            found.status == CampaignStatus.SCHEDULED
+            and run is not None
+            and (run.status != CampaignStatus.SCHEDULED or run.started_at is not None)
         ):
             raise UserError(f"campaign {name!r} has begun sending; cancel it instead of editing")
+        if found.status == CampaignStatus.SCHEDULED and (stored.cron is None) != (
+            spec.cron is None
+        ):
+            raise UserError(
+                f"campaign {name!r} is scheduled: --cron cannot make it recurring now; "
+                "cancel it and create a new campaign instead"
+            )
         if _stored(found.conn, found.campaign_id) != stored:
             raise UserError(f"campaign {name!r} changed while being edited; run the command again")
         _write(found, spec, segment_id, account_ids, start, end)
@@ -186,6 +197,7 @@ def _write(
             kind=spec.kind,
             start_at=start,
             end_at=end,
+            cron=spec.cron,
             tz=spec.tz,
             skip_unrenderable=spec.skip_unrenderable,
         )

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    ColumnElement,
     Connection,
     Engine,
     Select,
@@ -32,6 +33,7 @@ from worker.audience.segments import compile_segment
 from worker.campaigns import lookup
 from worker.campaigns.assignment import Sender, assigned_members
 from worker.campaigns.capacity import sender_weights
+from worker.campaigns.evergreen import not_messaged
 from worker.dispatch.keys import keys
 from worker.dispatch.lease import Lease
 from worker.runtime import Context
@@ -72,6 +74,8 @@ class _Plan:
     senders: tuple[Sender, ...]
     snapshot_max: int
     weights: dict[int, int]
+    # A cron campaign's runs write only members the campaign has not messaged (`evergreen`).
+    only_new: ColumnElement[Any] | None = None
 
 
 def _plan(ctx: Context, run_id: int) -> _Plan | None:
@@ -79,7 +83,13 @@ def _plan(ctx: Context, run_id: int) -> _Plan | None:
     with ctx.engine.connect() as conn:
         row = conn.execute(
             select(
-                R.id, S.expression, R.snapshot_max_contact_id, R.campaign_id, R.start_at, R.end_at
+                R.id,
+                S.expression,
+                R.snapshot_max_contact_id,
+                R.campaign_id,
+                R.start_at,
+                R.end_at,
+                C.cron,
             )
             .join(tables.campaigns, C.id == R.campaign_id)
             .join(tables.segments, S.id == C.segment_id)
@@ -95,6 +105,7 @@ def _plan(ctx: Context, run_id: int) -> _Plan | None:
         snapshot_max=row[2],
         senders=tuple(Sender(a.id, a.channel, a.state == AccountState.ACTIVE) for a in accounts),  # type: ignore[arg-type]
         weights=_weights(ctx, accounts, row[4], row[5]),
+        only_new=not_messaged(row[3], row[0]) if row[6] else None,
     )
 
 
@@ -162,6 +173,8 @@ def _write_chunk(
             cancelled=status == CampaignStatus.CANCELLED,
             closed=end_at is not None and end_at <= utcnow(),
         ).where(compile_segment(plan.expression), CT.id > after_id, CT.id <= last_id)
+        if plan.only_new is not None:
+            members = members.where(plan.only_new)
         pending = _insert(conn, plan.run_id, members.subquery())
         conn.execute(
             update(CampaignRun).where(R.id == plan.run_id).values(materialised_upto=last_id)

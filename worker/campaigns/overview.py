@@ -13,10 +13,17 @@ from typing import Any
 from sqlalchemy import Connection, Engine, func, select
 from sqlmodel import Session, col
 
-from worker.campaigns import lookup
+from worker.campaigns import lookup, recurring
 from worker.campaigns.timeparse import local_iso, zone
 from worker.store import tables
-from worker.store.models import Campaign, CampaignRun, CampaignStatus, DeliveryState, Segment
+from worker.store.models import (
+    Campaign,
+    CampaignRun,
+    CampaignStatus,
+    DeliveryState,
+    Segment,
+    utcnow,
+)
 
 D = tables.deliveries.c
 REPORTED = ("pending", "sent", "failed", "skipped", "unknown")
@@ -110,8 +117,41 @@ def _runs(session: Session, campaign: Campaign) -> list[dict[str, Any]]:
     return out
 
 
+def _schedule(session: Session, campaign: Campaign, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """A cron campaign's next due time and every decided one, each with its run's counts."""
+    if not campaign.cron or campaign.id is None:
+        return {"next_due": None, "firings": []}
+    tz = zone(campaign.tz)
+    armed = recurring.Armed(
+        campaign.id,
+        campaign.name,
+        campaign.cron,
+        campaign.tz,
+        campaign.status,
+        campaign.start_at,
+        campaign.end_at,
+    )
+    by_run = {run["id"]: run for run in runs}
+    firings = []
+    for firing in recurring.history(session.connection(), campaign.id):
+        run = by_run.get(firing["run_id"])
+        firings.append(
+            {
+                "due": local_iso(firing["due_at"], tz),
+                "status": firing["status"],
+                "reason": firing["reason"],
+                "run": firing["run_id"],
+                "run_status": run["status"] if run else None,
+                "total": run["total"] if run else 0,
+                "counts": run["counts"] if run else dict.fromkeys(REPORTED, 0),
+            }
+        )
+    return {"next_due": local_iso(armed.upcoming(utcnow()), tz) or None, "firings": firings}
+
+
 def show_campaign(engine: Engine, name: str) -> dict[str, Any]:
-    """The whole definition of one campaign, and its runs with their counts."""
+    """The whole definition of one campaign, and its runs with their counts; for a cron
+    campaign also its next due time and its decided due times (fired or skipped, and why)."""
     with Session(engine) as session:
         campaign = lookup.campaign_by_name(session, name)
         segment = session.get(Segment, campaign.segment_id)
@@ -135,4 +175,5 @@ def show_campaign(engine: Engine, name: str) -> dict[str, Any]:
             "cron": campaign.cron,
             "created_at": local_iso(campaign.created_at, tz),
             "runs": runs,
+            **_schedule(session, campaign, runs),
         }

@@ -9,6 +9,10 @@ still find a consistent state. The rules:
     scheduled | running --pause--> paused --resume--> scheduled (never begun) | running
     draft | scheduled | running | paused --cancel--> cancelled
 
+A cron campaign is armed instead (draft --start--> scheduled, no run); `campaigns.recurring`
+opens one begun run per due time, and the campaign is `running` from the first one on. It is
+never completed by a run, only when its schedule has ended (`recurring.finish_schedules`).
+
 A run is `running` only once its audience snapshot is recorded, in the same transaction: a
 run that could still gain deliveries is never complete (`dispatch.runs.complete_finished_runs`
 needs it materialised up to that snapshot).
@@ -22,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, insert, select, update
+from sqlalchemy import ColumnElement, Connection, Engine, func, insert, select, update
 
 from worker.audience.segments import compile_segment
 from worker.dispatch import outbox
@@ -62,11 +66,14 @@ def max_contact_id(conn: Connection) -> int:
     return int(conn.execute(select(func.coalesce(func.max(CT.id), 0))).scalar_one())
 
 
-def count_members(conn: Connection, expression: str, upto_id: int) -> int:
+def count_members(
+    conn: Connection, expression: str, upto_id: int, *where: ColumnElement[Any]
+) -> int:
+    """Members of the segment up to `upto_id` that also meet `where` (evergreen runs)."""
     stmt = (
         select(func.count())
         .select_from(tables.contacts)
-        .where(compile_segment(expression), CT.id <= upto_id)
+        .where(compile_segment(expression), CT.id <= upto_id, *where)
     )
     return int(conn.execute(stmt).scalar_one())
 
@@ -161,6 +168,21 @@ def open_run(engine: Engine, name: str, start_at: datetime | None, end_at: datet
             .returning(R.id)
         ).scalar_one()
     return int(run_id)
+
+
+def arm(engine: Engine, name: str, start_at: datetime) -> None:
+    """draft -> scheduled for a cron campaign: no run yet, `siyu beat` opens one per due time.
+
+    The schedule begins at `start_at` (the campaign's --start, else now), stored as its start.
+    """
+    with locked(engine, name=name) as found:
+        if found.status != CampaignStatus.DRAFT:
+            raise refuse_start(found.name, found.status)
+        found.conn.execute(
+            update(tables.campaigns)
+            .where(C.id == found.campaign_id, C.status == CampaignStatus.DRAFT)
+            .values(status=CampaignStatus.SCHEDULED, start_at=start_at)
+        )
 
 
 def begin_run(engine: Engine, run_id: int) -> bool:

@@ -46,6 +46,7 @@ def _register() -> None:
     from worker.cli import (
         accounts,
         api,
+        beat,
         campaigns,
         contacts,
         mockplatform,
@@ -62,6 +63,7 @@ def _register() -> None:
     api.register(app)
     replies.register(app)
     ops.register(app)
+    beat.register(app)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -53,7 +53,11 @@ def create(
         None, "--end", metavar="ISO8601", help="Planned end time (without an offset: in --tz)."
     ),
     cron: str | None = typer.Option(
-        None, "--cron", metavar="EXPR", help="Not implemented yet (refused)."
+        None,
+        "--cron",
+        metavar="EXPR",
+        help="Recurring: a run at each due time (read in --tz) for members not yet "
+        "messaged; --start/--end bound the schedule. siyu beat fires it.",
     ),
     tz: str = typer.Option(
         "Asia/Shanghai", "--tz", help="IANA time zone the campaign's times are read and shown in."
@@ -72,6 +76,8 @@ def create(
     siyu campaigns create sale --segment vip --template invite --accounts a1,a2
     siyu campaigns create sale --segment vip --template invite --accounts a1 \\
     --var course_name=Python --start 2026-12-01T09:00 --end 2026-12-01T21:00
+    siyu campaigns create daily --segment trial --template invite --accounts a1 \\
+    --cron "0 10 * * *" --tz Asia/Shanghai
     """
     spec = lifecycle.CampaignSpec(
         name=name,
@@ -123,7 +129,8 @@ def start(
     """Start now, or at the campaign's --start time, after rendering every member again.
 
     Refused when the plan says nothing can be sent before the end (unless --force); warns
-    how many members will not be sent, and why, when only part fits.
+    how many members will not be sent, and why, when only part fits. A cron campaign is
+    armed (scheduled): siyu beat starts a run at each due time.
 
     Example:
     siyu campaigns start spring-sale
@@ -133,7 +140,7 @@ def start(
 
     ctx = get_context()
     started = lifecycle.start_campaign(ctx, name, force=force)
-    say(f"campaign {name} is {started.run.status}")
+    say(f"campaign {name} is {started.status}")
     for warning in (started.outlook.warning(), worker_warning(ctx.settings, ctx.engine)):
         if warning:
             typer.echo(f"warning: {warning}", err=True)
@@ -387,6 +394,8 @@ def show(
 ) -> None:
     """The whole definition (segment, template, vars, accounts, window) and its runs.
 
+    A cron campaign shows its next due time and each past one: its run, or why skipped.
+
     Example:
     siyu campaigns show spring-sale
     """
@@ -411,8 +420,13 @@ def show(
         f"tz: {doc['tz']}",
         f"created: {local_text(doc['created_at'], tz)}",
     ]
+    if doc["cron"]:
+        lines += [f"cron: {doc['cron']}", f"next due: {local_text(doc['next_due'], tz) or '-'}"]
     for line in lines:
         say(line)
+    if doc["cron"]:
+        _show_firings(doc["firings"], tz)
+        return
     if not doc["runs"]:
         say("runs: none")
         return
@@ -424,6 +438,27 @@ def show(
         Col("counts"),
     ]
     print_table(columns, [_run_cells(run, tz) for run in doc["runs"]])
+
+
+def _show_firings(firings: list[dict[str, Any]], tz: ZoneInfo) -> None:
+    """A cron campaign's due times: the run each fired, or why it was skipped."""
+    if not firings:
+        say("runs: none yet")
+        return
+    columns = [Col("due"), Col("fired\nrun"), Col("sent/\ntotal", "number"), Col("counts")]
+    print_table(columns, [_firing_cells(firing, tz) for firing in firings])
+
+
+def _firing_cells(firing: dict[str, Any], tz: ZoneInfo) -> tuple[str, ...]:
+    if firing["run"] is None:
+        return (local_text(firing["due"], tz), f"skipped\n{firing['reason']}", "-", "-")
+    counts = " ".join(f"{k} {v}" for k, v in firing["counts"].items() if v)
+    return (
+        local_text(firing["due"], tz),
+        f"run {firing['run']}\n{firing['run_status']}",
+        f"{firing['counts']['sent']}/{firing['total']}",
+        counts or "-",
+    )
 
 
 def _run_cells(run: dict[str, Any], tz: ZoneInfo) -> tuple[str, ...]:
@@ -461,7 +496,7 @@ def edit(
         None, "--end", metavar="ISO8601", help="Planned end time (without an offset: in --tz)."
     ),
     cron: str | None = typer.Option(
-        None, "--cron", metavar="EXPR", help="Not implemented yet (refused)."
+        None, "--cron", metavar="EXPR", help="A new schedule for a recurring campaign."
     ),
     tz: str | None = typer.Option(
         None,

@@ -149,6 +149,30 @@ class CampaignRun(SQLModel, table=True):
     created_at: NaiveDatetime = Field(default_factory=utcnow)
 
 
+class FiringStatus(StrEnum):
+    FIRED = "fired"  # a run was opened for the due time
+    SKIPPED = "skipped"  # no run: `reason` says why (paused, overdue, previous_run_unfinished)
+
+
+class CampaignFiring(SQLModel, table=True):
+    """One due time of a cron campaign, decided once: fired (with its run) or skipped.
+
+    The unique (campaign, due time) pair is the claim: whichever `siyu beat` inserts the row
+    decides, in the transaction that opens the run; every other beat finds it taken.
+    """
+
+    __tablename__ = "campaign_firings"
+    __table_args__ = (UniqueConstraint("campaign_id", "due_at", name="uq_firing_campaign_due"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    campaign_id: int = Field(foreign_key="campaigns.id")
+    due_at: NaiveDatetime  # naive UTC, as every timestamp
+    status: str = FiringStatus.FIRED
+    reason: str | None = None
+    run_id: int | None = Field(default=None, foreign_key="campaign_runs.id")
+    created_at: NaiveDatetime = Field(default_factory=utcnow)
+
+
 class Delivery(SQLModel, table=True):
     """One message to one contact: the per-recipient log and the outbox (DESIGN 1).
 

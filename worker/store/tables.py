@@ -11,6 +11,7 @@ from worker.store.models import (
     Account,
     Campaign,
     CampaignAccount,
+    CampaignFiring,
     CampaignRun,
     Contact,
     Conversation,
@@ -28,6 +29,7 @@ def table_of(model: type[SQLModel]) -> Table:
 accounts = table_of(Account)
 campaigns = table_of(Campaign)
 campaign_accounts = table_of(CampaignAccount)
+campaign_firings = table_of(CampaignFiring)
 campaign_runs = table_of(CampaignRun)
 contacts = table_of(Contact)
 deliveries = table_of(Delivery)
