@@ -71,7 +71,7 @@ def test_an_app_campaign_reaches_each_member_once_through_wecom(
     assert listed.code == 0 and {a["name"] for a in json.loads(listed.stdout)} == {"wc1", "wc2"}
     logs = workers.logs(tail=None)
     assert "message/send?access_token=***" in logs, "httpx logged the requests, masked"
-    assert "throttled (rate_limited)" in logs, "45033 cooled the account down"
+    assert "is now cooldown (rate_limited)" in logs, "45033 cooled the account down"
     for where in (logs, listed.stdout, listed.stderr):
         for hidden in (SECRET, *tokens):
             assert hidden not in where

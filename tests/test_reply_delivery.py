@@ -23,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 
 from tests.support.cli import Siyu, one_error_line, siyu_on
 from tests.support.rows import make_due
+from tests.support.schema import as_made_before_migrations
 from tests.support.world import (
     add_accounts,
     add_campaign,
@@ -309,6 +310,7 @@ def test_an_older_database_gets_nullable_run_ids_and_the_message_column(ctx: Con
 
     run_id = campaign_running(ctx, ["a1"])
     with ctx.engine.begin() as conn:
+        as_made_before_migrations(conn)  # that siyu knew no migrations
         conn.execute(text("DROP INDEX uq_delivery_message"))
         if is_sqlite(ctx.engine):
             conn.execute(text("ALTER TABLE deliveries RENAME TO deliveries_now"))

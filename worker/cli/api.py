@@ -20,7 +20,7 @@ def api(
     needs SIYU_API_TOKEN.
 
     Example:
-    SIYU_API_TOKEN=... siyu api --host 0.0.0.0 --port 8000
+    siyu api --host 0.0.0.0 --port 8000
     """
     import uvicorn
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
