@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-SCRAPE_S = 5.0  # three times as often as the usual Prometheus interval (15 s)
+SCRAPE_S = 5.0  # default: three times as often as the usual Prometheus interval (15 s)
 JSON_LOGS = {"SIYU_LOG_FORMAT": "json"}
 
 
@@ -42,12 +42,15 @@ def metrics_args(ports: Sequence[int]) -> list[list[str]]:
 
 
 class Scraper(threading.Thread):
-    """Every `SCRAPE_S`, as a Prometheus would in the deployment the README recommends:
+    """Every `interval_s`, as a Prometheus would in the deployment the README recommends:
     each worker's own /metrics (served with `--no-metrics-db`), and the database gauges
     once, from a registry built as `siyu api` builds its own."""
 
-    def __init__(self, ports: Sequence[int], database: CollectorRegistry) -> None:
+    def __init__(
+        self, ports: Sequence[int], database: CollectorRegistry, interval_s: float = SCRAPE_S
+    ) -> None:
         super().__init__(name="scraper", daemon=True)
+        self.interval_s = interval_s
         self.urls = [f"http://127.0.0.1:{port}/metrics" for port in ports]
         self.database = database
         self.scrapes = 0
@@ -57,7 +60,7 @@ class Scraper(threading.Thread):
         self._halt = threading.Event()
 
     def run(self) -> None:
-        while not self._halt.wait(SCRAPE_S):
+        while not self._halt.wait(self.interval_s):
             for url in self.urls:
                 self.scrape_worker(url)
             self.scrape_database()

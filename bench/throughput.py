@@ -66,6 +66,7 @@ from bench._harness import (  # noqa: E402
 )
 from bench._observe import (  # noqa: E402
     JSON_LOGS,
+    SCRAPE_S,
     Scraper,
     comparison,
     free_ports,
@@ -118,6 +119,7 @@ class Options:
     timeout_s: float
     observed: bool = False
     compare_rounds: int = 0
+    scrape_s: float = SCRAPE_S
 
 
 @dataclass
@@ -460,7 +462,7 @@ def run_siyu(
         rid = premade_run(ctx) if opts.lanes_only else None
         log_dir = Path(tempfile.mkdtemp(prefix="siyu-", dir=tmp))
         commands, env = siyu_commands(opts, ports), worker_env(ctx, observed)
-        observing = scraping(ports, contacts, ctx)
+        observing = scraping(ports, contacts, ctx, opts.scrape_s)
         with running_pool(commands, env, log_dir) as pool, observing as scraper:
             pool.wait_consuming(ctx.redis, deadline)
             notes = {"load_1m": os.getloadavg()[0]}
@@ -494,14 +496,16 @@ def run_siyu(
 
 
 @contextlib.contextmanager
-def scraping(ports: Sequence[int], contacts: int, ctx: Context) -> Iterator[Scraper | None]:
+def scraping(
+    ports: Sequence[int], contacts: int, ctx: Context, interval_s: float
+) -> Iterator[Scraper | None]:
     """A scraper of the workers on `ports` and of the database (none without ports); on a
     clean exit every scrape must have worked and the database gauges count every contact
     `sent`."""
     if not ports:
         yield None
         return
-    scraper = Scraper(ports, api_registry(ctx.engine))
+    scraper = Scraper(ports, api_registry(ctx.engine), interval_s)
     try:
         yield scraper
     finally:
@@ -663,6 +667,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
                         help="siyu with metrics served and scraped, and JSON logs")  # fmt: skip
     parser.add_argument("--compare-observed", type=int, default=0, metavar="N",
                         help="only siyu: N runs plain, N observed, alternating")  # fmt: skip
+    parser.add_argument("--scrape-s", type=float, default=SCRAPE_S, metavar="S",
+                        help="observed: seconds between scrapes (Prometheus: 15-60)")  # fmt: skip
     args = parser.parse_args(argv)
     if min(args.contacts, args.workers, args.concurrency, args.accounts) < 1:
         raise SystemExit("--contacts, --workers, --concurrency and --accounts must be >= 1")
@@ -671,6 +677,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         accounts=args.accounts, pool=args.pool, lanes_only=args.lanes_only,
         baseline=not args.skip_baseline, million=args.million, timeout_s=args.timeout_min * 60,
         observed=args.observed, compare_rounds=max(0, args.compare_observed),
+        scrape_s=max(0.5, args.scrape_s),
     )  # fmt: skip
 
 
