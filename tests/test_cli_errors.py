@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from tests.support.cli import Outcome, one_error_line, run_siyu
+from worker.api.hosts import is_loopback
 from worker.cli import app
-from worker.cli.api import is_loopback
 from worker.config import get_settings
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -9,7 +9,6 @@ The figures name accounts and counts, never a contact, but they are the business
 from __future__ import annotations
 
 import hmac
-from ipaddress import ip_address
 
 from anyio import CapacityLimiter, to_thread
 from fastapi import FastAPI, Request, Response
@@ -17,6 +16,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import Engine
 
+from worker.api.hosts import is_loopback
 from worker.config import Settings, revealed
 from worker.observability.metrics import api_registry
 
@@ -39,20 +39,13 @@ def add_metrics_route(
 def _refusal(settings: Settings, request: Request) -> JSONResponse | None:
     token = revealed(settings.api_token)
     if token is None:
-        if _loopback(request.client.host if request.client else None):
+        if is_loopback(request.client.host if request.client else None):
             return None
         return _error(403, "/metrics from another host needs SIYU_API_TOKEN (a bearer token)")
     scheme, _, given = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() == "bearer" and hmac.compare_digest(given.encode(), token.encode()):
         return None
     return _error(401, "/metrics needs Authorization: Bearer <SIYU_API_TOKEN>")
-
-
-def _loopback(host: str | None) -> bool:
-    try:
-        return host is not None and ip_address(host).is_loopback
-    except ValueError:  # not an address: a unix socket peer, a test client's name
-        return False
 
 
 def _error(status: int, message: str) -> JSONResponse:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
-
 import typer
 
 from worker.errors import UserError
@@ -25,6 +23,7 @@ def api(
     import uvicorn
 
     from worker.api import create_app
+    from worker.api.hosts import is_loopback
     from worker.config import get_settings
     from worker.observability.logs import configure_logging, level_of
 
@@ -62,16 +61,6 @@ def api(
         )
     except OSError as exc:
         raise UserError(f"api: cannot listen on {host}:{port}: {exc}") from exc
-
-
-def is_loopback(host: str) -> bool:
-    """Whether only this machine can reach `host` (`localhost`, 127.0.0.0/8, ::1)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:  # a name other than localhost may resolve to anything
-        return False
 
 
 def register(app: typer.Typer) -> None:
