@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from contextlib import ExitStack
 from pathlib import Path
@@ -82,8 +83,21 @@ class _Interrupted(Exception):
     pass
 
 
-def _on_term(_sig: int, _frame: FrameType | None) -> None:
+_interrupted = threading.Event()
+
+
+def _on_signal(_sig: int, _frame: FrameType | None) -> None:
+    """Ctrl-C or SIGTERM: remember it, then raise. The raise alone is not enough: Python runs
+    the handler at whatever bytecode the main thread is on, and when that is a garbage
+    collector's callback (SQLAlchemy has some) the exception is printed and dropped. The
+    demo's waiting loops check the flag, so a dropped raise still stops the demo."""
+    _interrupted.set()
     raise _Interrupted
+
+
+def _stop_if_interrupted() -> None:
+    if _interrupted.is_set():
+        raise _Interrupted
 
 
 def _wait_http(
@@ -91,6 +105,7 @@ def _wait_http(
 ) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
+        _stop_if_interrupted()
         if proc.poll() is not None:
             raise ServiceUnavailable(f"{what} exited at start-up (code {proc.returncode})")
         try:
@@ -104,17 +119,20 @@ def _wait_http(
 def run_demo(*, contacts: int, workers: int, accounts: int) -> None:
     from worker.cli.common import console
 
-    previous = signal.signal(signal.SIGTERM, _on_term)
+    _interrupted.clear()
+    previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     home = Path(".siyu/demo").resolve()
     try:
         with ExitStack() as stack:
             summary = _run(stack, home, contacts, workers, accounts)
+        _stop_if_interrupted()
         _print_summary(summary)
     except (KeyboardInterrupt, _Interrupted):
         console.print("[yellow]demo interrupted; every process it started has been stopped[/]")
         raise SystemExit(130) from None
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _run(
@@ -159,6 +177,7 @@ def _run(
     say(f"mock platform on {base}; embedded Redis at {redis_url}")
 
     ctx = _seed(home, env, base, contacts, accounts)
+    _stop_if_interrupted()
     api = procs.spawn(
         [sys.executable, "-m", "worker", "api", "--port", str(api_port)],
         env=env,
@@ -178,8 +197,12 @@ def _run(
     from worker.campaigns.status import campaign_status
     from worker.cli.progress import watch_status
 
+    def status() -> dict[str, Any]:
+        _stop_if_interrupted()
+        return campaign_status(ctx.engine, "demo_course_invite")
+
     start_campaign(ctx, "demo_course_invite")
-    doc = watch_status(lambda: campaign_status(ctx.engine, "demo_course_invite"))
+    doc = watch_status(status)
     duration = time.monotonic() - started
     replies = _converse(ctx, base)
     stats = httpx.get(f"{base}/v1/stats", timeout=5).json()
@@ -223,6 +246,7 @@ def _converse(ctx: Any, base: str, timeout_s: float = 60) -> dict[str, int]:
     answers = select(D.state, func.count()).where(D.message_id.is_not(None)).group_by(D.state)
     deadline = time.monotonic() + timeout_s
     while True:
+        _stop_if_interrupted()
         with ctx.engine.connect() as conn:
             decided = {str(k): n for k, n in conn.execute(counts).all()}
             delivered = {str(k): n for k, n in conn.execute(answers).all()}
