@@ -3,18 +3,32 @@
 `--observed` gives every worker a `--metrics-port` and `SIYU_LOG_FORMAT=json`, and a
 `Scraper` reads each worker's /metrics and the database gauges every `SCRAPE_S` while the
 clock runs, as the deployment in the README does (workers with `--no-metrics-db`, the
-database gauges from one place).
+database gauges from one place). The scraper is a process of its own, as Prometheus and
+`siyu api` are: run as a thread of the benchmark it took the GIL from the timed
+`start_campaign`, and its database reads were left out of the DB CPU figure.
+
+    python -m bench._observe --ports P1,P2 --interval-s S --database-url URL --out FILE
+
+scrapes until SIGTERM, then reads the database gauges once more and writes its figures
+(`ScrapeFigures`) to FILE as JSON.
 `--compare-observed N` runs the siyu phase N times each way, alternating, and compares the
 medians.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import signal
 import socket
 import statistics
+import subprocess
+import sys
 import threading
 import urllib.request
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -86,6 +100,73 @@ class Scraper(threading.Thread):
         self.join()
 
 
+@dataclass
+class ScrapeFigures:
+    scrapes: int = 0  # worker scrapes that worked
+    failures: int = 0
+    last_sent: float = 0.0  # siyu_deliveries{state="sent"} in the last database scrape
+    db_read_s: list[float] = field(default_factory=list)
+
+
+class ScraperProcess:
+    """`Scraper` in a process of its own (see the module docstring)."""
+
+    def __init__(self, ports: Sequence[int], database_url: str, interval_s: float, out: Path):
+        self.out = out
+        self.command = [
+            sys.executable, "-m", "bench._observe", "--ports", ",".join(map(str, ports)),
+            "--interval-s", str(interval_s), "--database-url", database_url, "--out", str(out),
+        ]  # fmt: skip
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.figures: ScrapeFigures | None = None
+
+    def start(self, cwd: Path) -> None:
+        """Start it and wait until it is ready (imports done, first scrape due in
+        `interval_s`), so that its start-up stays out of the timed window."""
+        self.proc = subprocess.Popen(self.command, cwd=cwd, stdout=subprocess.PIPE)
+        assert self.proc.stdout is not None
+        if self.proc.stdout.readline() != b"ready\n":
+            self.kill()
+            raise RuntimeError(f"the scraper did not start (code {self.proc.returncode})")
+
+    def stop(self) -> ScrapeFigures:
+        """Stop it (once) and read what it saw."""
+        if self.figures is None:
+            if self.proc is None:
+                raise RuntimeError("the scraper was never started")
+            self.proc.send_signal(signal.SIGTERM)
+            if self.proc.wait(timeout=60) != 0:
+                raise RuntimeError(f"the scraper exited with code {self.proc.returncode}")
+            self.figures = ScrapeFigures(**json.loads(self.out.read_text()))
+        return self.figures
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def _scrape_until_terminated(args: argparse.Namespace) -> None:
+    from sqlalchemy import create_engine
+
+    from worker.observability.metrics import api_registry
+
+    # Counted in the DB CPU figure: these are the reads `siyu api` makes for Prometheus.
+    engine = create_engine(f"{args.database_url}?application_name=siyu-api")
+    ports = [int(p) for p in args.ports.split(",")]
+    scraper = Scraper(ports, api_registry(engine), args.interval_s)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    scraper.start()
+    print("ready", flush=True)
+    stop.wait()
+    scraper.stop()
+    scraper.scrape_database()
+    figures = ScrapeFigures(scraper.scrapes, scraper.failures, scraper.last_sent, scraper.db_read_s)
+    Path(args.out).write_text(json.dumps(asdict(figures)))
+    engine.dispose()
+
+
 def samples(text: str) -> list[Sample]:
     """Parse an exposition as Prometheus would (a malformed one raises)."""
     return [s for family in text_string_to_metric_families(text) for s in family.samples]
@@ -106,3 +187,12 @@ def comparison(
         out[f"{name}_plain"] = [round(run[i], 1) for run in plain]
         out[f"{name}_observed"] = [round(run[i], 1) for run in observed]
     return out
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(prog="python -m bench._observe")
+    parser.add_argument("--ports", required=True, help="the workers' metrics ports, a,b,c")
+    parser.add_argument("--interval-s", type=float, default=SCRAPE_S)
+    parser.add_argument("--database-url", required=True)
+    parser.add_argument("--out", required=True, help="where to write the figures (JSON)")
+    _scrape_until_terminated(parser.parse_args())

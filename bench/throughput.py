@@ -18,7 +18,8 @@ consuming before the clock starts.
 * siyu again with 1,000,000 contacts, to show whether worker memory follows the audience.
 
 `--observed` runs siyu with observability on (`bench/_observe.py`: each worker serves
-metrics, scraped every second, and logs JSON); `--compare-observed N` runs only the siyu
+metrics and logs JSON; a process of its own scrapes them and the database gauges every
+`--scrape-s`); `--compare-observed N` runs only the siyu
 phase, N times without and N times with it, alternating, and compares the median rates.
 
 Every phase fails loudly unless every delivery ends `sent` with a message id. Every 0.2 s the
@@ -67,7 +68,7 @@ from bench._harness import (  # noqa: E402
 from bench._observe import (  # noqa: E402
     JSON_LOGS,
     SCRAPE_S,
-    Scraper,
+    ScraperProcess,
     comparison,
     free_ports,
     metrics_args,
@@ -76,7 +77,6 @@ from worker.campaigns.lifecycle import CampaignSpec, create_campaign, start_camp
 from worker.campaigns.materialise import materialise  # noqa: E402
 from worker.campaigns.tick import tick  # noqa: E402
 from worker.config import Settings  # noqa: E402
-from worker.observability.metrics import api_registry  # noqa: E402
 from worker.runtime import Context, configure_celery, procs  # noqa: E402
 from worker.store.db import init_db, make_engine  # noqa: E402
 from worker.store.models import Account, CampaignRun, Delivery, Segment, utcnow  # noqa: E402
@@ -462,12 +462,12 @@ def run_siyu(
         rid = premade_run(ctx) if opts.lanes_only else None
         log_dir = Path(tempfile.mkdtemp(prefix="siyu-", dir=tmp))
         commands, env = siyu_commands(opts, ports), worker_env(ctx, observed)
-        observing = scraping(ports, contacts, ctx, opts.scrape_s)
+        observing = scraping(ports, contacts, opts.scrape_s, log_dir)
         with running_pool(commands, env, log_dir) as pool, observing as scraper:
+            if scraper is not None:
+                scraper.start(ROOT)
             pool.wait_consuming(ctx.redis, deadline)
             notes = {"load_1m": os.getloadavg()[0]}
-            if scraper is not None:
-                scraper.start()
             pool.meter.start_window()
             started = time.monotonic()
             if rid is None:  # start renders every member and plans: part of the timed work
@@ -489,33 +489,33 @@ def run_siyu(
             seconds = time.monotonic() - started
             usage = pool.meter.end_window()
             if scraper is not None:
-                notes["scrapes"] = scraper.scrapes
-                notes["db_read_ms_max"] = max(scraper.db_read_s, default=0.0) * 1000
+                seen = scraper.stop()
+                notes["scrapes"] = seen.scrapes
+                notes["db_read_ms_max"] = max(seen.db_read_s, default=0.0) * 1000
         verify_all_sent(ctx.engine, rid, contacts, label)
     return Phase("siyu", contacts, seconds, pool.usage(usage), notes)
 
 
 @contextlib.contextmanager
 def scraping(
-    ports: Sequence[int], contacts: int, ctx: Context, interval_s: float
-) -> Iterator[Scraper | None]:
-    """A scraper of the workers on `ports` and of the database (none without ports); on a
-    clean exit every scrape must have worked and the database gauges count every contact
-    `sent`."""
+    ports: Sequence[int], contacts: int, interval_s: float, log_dir: Path
+) -> Iterator[ScraperProcess | None]:
+    """A scraper process of the workers on `ports` and of the database (none without
+    ports); on a clean exit every scrape must have worked and the database gauges count
+    every contact `sent`."""
     if not ports:
         yield None
         return
-    scraper = Scraper(ports, api_registry(ctx.engine), interval_s)
+    scraper = ScraperProcess(ports, DB_URL, interval_s, log_dir / "scrapes.json")
     try:
         yield scraper
+        seen = scraper.stop()
     finally:
-        if scraper.is_alive():
-            scraper.stop()
-    scraper.scrape_database()
-    if scraper.last_sent != contacts or scraper.failures:
+        scraper.kill()
+    if seen.last_sent != contacts or seen.failures:
         raise BenchError(
-            f"metrics: siyu_deliveries sent={scraper.last_sent:,.0f}, not {contacts:,}, "
-            f"or {scraper.failures} worker scrapes failed"
+            f"metrics: siyu_deliveries sent={seen.last_sent:,.0f}, not {contacts:,}, "
+            f"or {seen.failures} worker scrapes failed"
         )
 
 
