@@ -18,6 +18,7 @@ scanners fetch links with GET); a token that is not valid, or any token while
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
 from anyio import CapacityLimiter, to_thread
@@ -25,9 +26,12 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from sqlalchemy import Engine, text
 
+from worker import __version__
 from worker.api.metrics import add_metrics_route
+from worker.api.operator import operator_router
 from worker.channels.registry import known_channels
 from worker.config import Settings, revealed
+from worker.console import mount_console
 from worker.replies.inbound import (
     InboundPayload,
     InboundRejected,
@@ -35,6 +39,7 @@ from worker.replies.inbound import (
     parse_inbound,
     record_inbound,
 )
+from worker.runtime import Context, build_context
 from worker.unsubscribe import read_token, unsubscribe
 from worker.webhooks import WebhookVerificationError, check_secret
 
@@ -46,10 +51,21 @@ OnStored = Callable[[Stored], None]
 DB_THREADS = 4
 
 
-def create_app(settings: Settings, engine: Engine, on_stored: OnStored | None = None) -> FastAPI:
-    """The app over `engine`; `on_stored` runs for each newly stored inbound message."""
-    app = FastAPI(title="siyu", docs_url=None, redoc_url=None, openapi_url=None)
+def create_app(
+    settings: Settings,
+    engine: Engine,
+    on_stored: OnStored | None = None,
+    *,
+    ctx: Context | None = None,
+) -> FastAPI:
+    """The app over `engine`; `on_stored` runs for each newly stored inbound message.
+
+    `ctx` is what the operator API and the console act through (starting a campaign needs
+    Redis too); without one, it is made from `settings` and `engine` on first use.
+    """
+    app = FastAPI(title="siyu", version=__version__, docs_url="/docs", redoc_url=None)
     threads = CapacityLimiter(DB_THREADS)  # the app's own: not shared with other apps
+    context = ctx_factory(settings, engine, ctx)
     # Scanning the entry points costs milliseconds: once per app, not once per webhook (a
     # channel installed later needs a restart of `siyu api`, as its code does anyway).
     channels = frozenset(known_channels())
@@ -70,6 +86,8 @@ def create_app(settings: Settings, engine: Engine, on_stored: OnStored | None = 
         return JSONResponse({"ok": True})
 
     add_metrics_route(app, settings, engine, threads)
+    app.include_router(operator_router(context))
+    mount_console(app, context)
 
     @app.post("/v1/inbound/{channel}")
     async def inbound(channel: str, request: Request) -> JSONResponse:
@@ -109,6 +127,20 @@ def create_app(settings: Settings, engine: Engine, on_stored: OnStored | None = 
         return _page(DONE)
 
     return app
+
+
+def ctx_factory(settings: Settings, engine: Engine, ctx: Context | None) -> Callable[[], Context]:
+    """`ctx`, or one built on first call (its Redis client is made then, not at import)."""
+    made: list[Context] = [ctx] if ctx is not None else []
+    lock = threading.Lock()
+
+    def context() -> Context:
+        with lock:
+            if not made:
+                made.append(build_context(settings, engine))
+            return made[0]
+
+    return context
 
 
 def _contact_of(settings: Settings, token: str) -> int | None:

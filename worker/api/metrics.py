@@ -1,14 +1,12 @@
 """`GET /metrics`: the Prometheus exposition of `siyu api` (`observability.metrics`).
 
-Who may scrape: with `SIYU_API_TOKEN` set, whoever sends it as `Authorization: Bearer TOKEN`
-(Prometheus: `authorization: {credentials_file: ...}`), from anywhere; without it, only
-clients on this host (loopback), as the operator API is only for loopback without a token.
-The figures name accounts and counts, never a contact, but they are the business's own.
+Who may scrape (`api.auth`): with `SIYU_API_TOKEN` set, whoever sends it as `Authorization:
+Bearer TOKEN` (Prometheus: `authorization: {credentials_file: ...}`), from anywhere; without
+it, only clients on this host (loopback), as the operator API is only for loopback without a
+token. The figures name accounts and counts, never a contact, but they are the business's own.
 """
 
 from __future__ import annotations
-
-import hmac
 
 from anyio import CapacityLimiter, to_thread
 from fastapi import FastAPI, Request, Response
@@ -16,8 +14,8 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import Engine
 
-from worker.api.hosts import is_loopback
-from worker.config import Settings, revealed
+from worker.api.auth import Refused, check_bearer
+from worker.config import Settings
 from worker.observability.metrics import api_registry
 
 
@@ -27,27 +25,13 @@ def add_metrics_route(
     """Serve this app's own registry (never the process-wide default) at `/metrics`."""
     registry = api_registry(engine)
 
-    @app.get("/metrics")
+    @app.get("/metrics", include_in_schema=False)
     async def metrics(request: Request) -> Response:
-        refusal = _refusal(settings, request)
-        if refusal is not None:
-            return refusal
+        try:
+            check_bearer(settings, request, "/metrics")
+        except Refused as exc:
+            return JSONResponse(
+                {"error": exc.detail}, status_code=exc.status_code, headers=exc.headers
+            )
         body = await to_thread.run_sync(generate_latest, registry, limiter=threads)
         return Response(body, media_type=CONTENT_TYPE_LATEST)
-
-
-def _refusal(settings: Settings, request: Request) -> JSONResponse | None:
-    token = revealed(settings.api_token)
-    if token is None:
-        if is_loopback(request.client.host if request.client else None):
-            return None
-        return _error(403, "/metrics from another host needs SIYU_API_TOKEN (a bearer token)")
-    scheme, _, given = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and hmac.compare_digest(given.encode(), token.encode()):
-        return None
-    return _error(401, "/metrics needs Authorization: Bearer <SIYU_API_TOKEN>")
-
-
-def _error(status: int, message: str) -> JSONResponse:
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse({"error": message}, status_code=status, headers=headers)

@@ -49,7 +49,7 @@ def api(
     def decide_later(stored: Stored) -> None:  # the reply drain decides; the webhook returns
         request_drain(ctx)
 
-    app = create_app(settings, ctx.engine, on_stored=decide_later)
+    app = create_app(settings, ctx.engine, on_stored=decide_later, ctx=ctx)
     try:
         level = level_of(settings)  # uvicorn applies the same configuration again
         uvicorn.run(

@@ -82,13 +82,18 @@ def get_context(settings: Settings | None = None) -> Context:
     from worker.store.db import get_engine
 
     settings = settings or get_settings()
-    url, broker = redis_urls(settings)
-    client = connect_redis(url)
-    configure_celery(broker, visibility_timeout_s=int(max(300, settings.lane_slice_s * 10)))
-    ctx = Context(settings=settings, engine=get_engine(settings.database_url), redis=client)
+    ctx = build_context(settings, get_engine(settings.database_url))
     with _lock:
         _context = ctx
     return ctx
+
+
+def build_context(settings: Settings, engine: Engine) -> Context:
+    """A context over `engine`: Redis as `settings` say, and Celery sending to its broker."""
+    url, broker = redis_urls(settings)
+    client = connect_redis(url)
+    configure_celery(broker, visibility_timeout_s=int(max(300, settings.lane_slice_s * 10)))
+    return Context(settings=settings, engine=engine, redis=client)
 
 
 def set_context(ctx: Context | None) -> None:
