@@ -218,6 +218,59 @@ class Delivery(SQLModel, table=True):
     sent_at: NaiveDatetime | None = None
 
 
+class DeliveryCount(SQLModel, table=True):
+    """How many deliveries of a run, sent by an account, are in a state (`store.tallies`).
+
+    Kept by triggers on `deliveries`, so every writer is counted, whatever statement it runs:
+    on SQLite they add to these rows directly; on PostgreSQL they append to
+    `delivery_count_deltas`, which a fold adds in here (no row every lane must lock).
+    0 stands for no run (a reply) and for no account (not yet assigned).
+    """
+
+    __tablename__ = "delivery_counts"
+
+    run_id: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    account_id: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    state: str = Field(primary_key=True)
+    n: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+class DeliveryCountDelta(SQLModel, table=True):
+    """A change to `delivery_counts` not yet folded in (PostgreSQL; one per statement)."""
+
+    __tablename__ = "delivery_count_deltas"
+
+    id: int | None = Field(default=None, sa_column=Column(BigId, primary_key=True))
+    run_id: int
+    account_id: int
+    state: str
+    n: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+class SentMinute(SQLModel, table=True):
+    """How many deliveries of a run an account sent in a minute (UTC): the console's
+    messages-per-minute chart and the ETA. Kept by the same triggers, for the last days."""
+
+    __tablename__ = "sent_minutes"
+
+    run_id: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    account_id: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    minute: NaiveDatetime = Field(primary_key=True)
+    n: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+class SentMinuteDelta(SQLModel, table=True):
+    """Sends not yet folded into `sent_minutes` (PostgreSQL; one row per statement)."""
+
+    __tablename__ = "sent_minute_deltas"
+
+    id: int | None = Field(default=None, sa_column=Column(BigId, primary_key=True))
+    run_id: int
+    account_id: int
+    minute: NaiveDatetime
+    n: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
 class Suppression(SQLModel, table=True):
     """A contact that must not be messaged again (opt-out, complaint, operator block)."""
 

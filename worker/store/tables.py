@@ -16,8 +16,12 @@ from worker.store.models import (
     Contact,
     Conversation,
     Delivery,
+    DeliveryCount,
+    DeliveryCountDelta,
     Message,
     Segment,
+    SentMinute,
+    SentMinuteDelta,
     Suppression,
 )
 
@@ -33,6 +37,10 @@ campaign_firings = table_of(CampaignFiring)
 campaign_runs = table_of(CampaignRun)
 contacts = table_of(Contact)
 deliveries = table_of(Delivery)
+delivery_counts = table_of(DeliveryCount)
+delivery_count_deltas = table_of(DeliveryCountDelta)
+sent_minutes = table_of(SentMinute)
+sent_minute_deltas = table_of(SentMinuteDelta)
 segments = table_of(Segment)
 suppressions = table_of(Suppression)
 conversations = table_of(Conversation)
