@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy import Connection, Engine, select
 from sqlmodel import Session, col
 
 from worker.campaigns import lookup, recurring
 from worker.campaigns.timeparse import local_iso, zone
-from worker.store import tables
+from worker.store import tallies
 from worker.store.models import (
     Campaign,
     CampaignRun,
@@ -25,21 +25,17 @@ from worker.store.models import (
     utcnow,
 )
 
-D = tables.deliveries.c
 REPORTED = ("pending", "sent", "failed", "skipped", "unknown")
 OPEN = (DeliveryState.CLAIMED, DeliveryState.SENDING)
 
 
 def _counts(conn: Connection, run_ids: Iterable[int]) -> dict[int, dict[str, int]]:
-    ids = list(run_ids)
-    out = {run_id: dict.fromkeys(REPORTED, 0) for run_id in ids}
-    if not ids:
-        return out
-    stmt = (
-        select(D.run_id, D.state, func.count()).where(D.run_id.in_(ids)).group_by(D.run_id, D.state)
-    )
-    for run_id, state, n in conn.execute(stmt):
-        out[run_id]["pending" if state in OPEN else state] += n
+    """Each run's deliveries by reported state, from the tallies (`store.tallies`)."""
+    out = {}
+    for run_id, by_key in tallies.run_counts(conn, run_ids).items():
+        counts = out[run_id] = dict.fromkeys(REPORTED, 0)
+        for (_account, state), n in by_key.items():
+            counts["pending" if state in OPEN else state] += n
     return out
 
 

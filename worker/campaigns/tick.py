@@ -5,7 +5,7 @@ interval (DESIGN decision 10). Because the database is the source of truth, a lo
 duplicated Celery message only delays work until the next tick. Every step is a
 compare-and-set (`campaigns.transitions`, `dispatch.outbox`), so a tick may land between any
 two statements of another process. It sits above both campaigns and dispatch: it begins due
-runs, closes windows, reconciles leases and wakes lanes.
+runs, closes windows, reconciles leases, wakes lanes and folds the delivery tallies.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from worker.dispatch.keys import keys
 from worker.dispatch.kick import kick_lane
 from worker.dispatch.reconcile import reconcile
 from worker.runtime import Context, enqueue
-from worker.store import tables
+from worker.store import tables, tallies
 from worker.store.models import Account, AccountState, CampaignStatus, DeliveryState, utcnow
 
 log = logging.getLogger(__name__)
@@ -65,6 +65,7 @@ def tick(ctx: Context, *, force: bool = False) -> TickReport:
     report.replies_requested = _request_stale_drain(ctx)
     sync_due(ctx)
     _purge_hourly(ctx)
+    tallies.fold(ctx.engine)
     return report
 
 

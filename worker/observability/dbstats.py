@@ -1,21 +1,22 @@
-"""The database reads behind the Prometheus gauges: one snapshot, a few GROUP BYs.
+"""The database reads behind the Prometheus gauges: one snapshot, a few small queries.
 
 The database is the source of truth (DESIGN 1), so every process that reports these reports
-the same numbers. Each read is meant to stay cheap on a table of millions of deliveries:
-counts by (state, account) are read from the `ix_delivery_state_account` index alone (an
-index-only scan on PostgreSQL, a covering index on SQLite); the oldest pending delivery per
-account reads only the pending rows (through the same index); accounts are a small table;
-inbound decisions read the messages, which are far fewer than deliveries.
+the same numbers. Each read stays cheap on a table of millions of deliveries: counts by
+(account, state) come from the tallies the triggers keep (`store.tallies`); the oldest
+pending delivery of each account is the first row of its lane index (`ix_delivery_lane`:
+account, state, run, id), one index probe per account; accounts are a small table; inbound
+decisions read the messages, which are far fewer than deliveries.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Engine, func, select, true
+from sqlalchemy import ColumnElement, Engine, ScalarSelect, func, select, true
 
-from worker.store import tables
+from worker.store import tables, tallies
 from worker.store.models import DeliveryState, utcnow
 
 A = tables.accounts.c
@@ -42,16 +43,27 @@ class Snapshot:
     undecided: int = 0
 
 
+def _oldest_pending(
+    account_id: ColumnElement[int], *, campaigns: bool = False
+) -> ScalarSelect[Any]:
+    """When the account's first pending campaign send (lowest run, then id: the lane index's
+    order) or its first pending reply was created."""
+    which = D.run_id.is_not(None) if campaigns else D.run_id.is_(None)
+    order = (D.run_id, D.id) if campaigns else (D.id,)
+    first = (
+        select(D.created_at)
+        .where(D.account_id == account_id, D.state == DeliveryState.PENDING, which)
+        .order_by(*order)
+        .limit(1)
+    )
+    return first.scalar_subquery()
+
+
 def read_snapshot(engine: Engine, now: datetime | None = None) -> Snapshot:
     """Every figure the gauges need, in one connection."""
     now = now or utcnow()
     snap = Snapshot()
-    counts = select(D.account_id, D.state, func.count()).group_by(D.state, D.account_id)
-    oldest = (
-        select(D.account_id, func.min(D.created_at))
-        .where(D.state == DeliveryState.PENDING, D.account_id.is_not(None))
-        .group_by(D.account_id)
-    )
+    oldest = select(A.id, _oldest_pending(A.id, campaigns=True), _oldest_pending(A.id))
     decided = (
         select(M.action, func.count())
         .where(M.inbound == true(), M.decided_at.is_not(None))
@@ -61,10 +73,10 @@ def read_snapshot(engine: Engine, now: datetime | None = None) -> Snapshot:
     with engine.connect() as conn:
         for id_, name, channel, state in conn.execute(select(A.id, A.name, A.channel, A.state)):
             snap.accounts[id_] = AccountRow(name, channel, state)
-        for account_id, state, n in conn.execute(counts):
-            snap.deliveries[(account_id, state)] = int(n)
-        for account_id, created_at in conn.execute(oldest):
-            snap.oldest_pending_s[account_id] = max(0.0, (now - created_at).total_seconds())
+        snap.deliveries = tallies.state_counts(conn)
+        for account_id, *created in conn.execute(oldest):
+            if times := [t for t in created if t is not None]:
+                snap.oldest_pending_s[account_id] = max(0.0, (now - min(times)).total_seconds())
         for action, n in conn.execute(decided):
             snap.decisions[action or "none"] = int(n)
         snap.undecided = int(conn.execute(waiting).scalar_one())
