@@ -3,6 +3,7 @@
     SiyuError
     ├── UserError            bad input or configuration; the message says what to fix
     │   ├── NotFound         a named entity does not exist
+    │   ├── Conflict         the request does not fit the entity's current state
     │   └── ServiceUnavailable   the database or Redis cannot be reached
     └── ChannelError         (worker.channels.errors) a channel adapter's outcome
 
@@ -20,6 +21,10 @@ class UserError(SiyuError):
 
 class NotFound(UserError):
     """A named entity (campaign, account, segment, contact) does not exist."""
+
+
+class Conflict(UserError):
+    """What was asked does not fit the current state (a running campaign edited, a name taken)."""
 
 
 class ServiceUnavailable(UserError):

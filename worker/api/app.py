@@ -86,7 +86,7 @@ def create_app(
         return JSONResponse({"ok": True})
 
     add_metrics_route(app, settings, engine, threads)
-    app.include_router(operator_router(context))
+    app.include_router(operator_router(context, settings, engine))
     mount_console(app, context)
 
     @app.post("/v1/inbound/{channel}")

@@ -32,9 +32,12 @@ def delivery_log(
     limit: int | None = None,
     *,
     when: TimeFormat = local_iso,
+    account: str | None = None,
+    search: str | None = None,
 ) -> Iterator[LogRow]:
     """The latest run's deliveries as `COLUMNS` strings, in id order, streamed; `sent_at`
-    spelled by `when` in the campaign's zone.
+    spelled by `when` in the campaign's zone; `account` and `search` filter as in
+    `status.delivery_rows`.
 
     An unknown campaign or state raises here, before the first row: nothing half-written.
     """
@@ -42,17 +45,24 @@ def delivery_log(
     campaign, run = latest_run_of(engine, name)
     if run is None or run.id is None:
         return iter(())
-    return _rows(delivery_rows(engine, run.id, state, limit), zone(campaign.tz), when)
+    rows = delivery_rows(engine, run.id, state, limit, account=account, search=search)
+    return _rows(rows, zone(campaign.tz), when)
 
 
 def delivery_csv(
-    engine: Engine, name: str, state: str | None = None, limit: int | None = None
+    engine: Engine,
+    name: str,
+    state: str | None = None,
+    limit: int | None = None,
+    *,
+    account: str | None = None,
+    search: str | None = None,
 ) -> Iterator[str]:
     """`delivery_log` as CSV text: a BOM and the header, then one line per delivery.
 
     Encode it as UTF-8 (the BOM is text here so a text stream or an HTTP body can carry it).
     """
-    return _csv_lines(delivery_log(engine, name, state, limit))
+    return _csv_lines(delivery_log(engine, name, state, limit, account=account, search=search))
 
 
 def _rows(items: Iterator[dict[str, Any]], tz: ZoneInfo, when: TimeFormat) -> Iterator[LogRow]:

@@ -16,7 +16,7 @@ from worker.campaigns.tick import tick
 from worker.campaigns.timeparse import parse_when, zone
 from worker.campaigns.validate import RenderReport, check_sends
 from worker.dispatch.keys import keys
-from worker.errors import UserError
+from worker.errors import Conflict, UserError
 from worker.runtime import Context, enqueue
 from worker.store import tables
 from worker.store.db import for_writing
@@ -135,7 +135,7 @@ def create_campaign(engine: Engine, templates_dir: object, spec: CampaignSpec) -
         for account in accounts:
             lookup.hold(session, account)
         if lookup.segment_by_name(session, spec.segment).expression != segment.expression:
-            raise UserError(f"segment {spec.segment!r} changed meanwhile; run the command again")
+            raise Conflict(f"segment {spec.segment!r} changed meanwhile; run the command again")
         assert segment.id is not None
         campaign = Campaign(
             name=spec.name,
@@ -164,7 +164,7 @@ def create_campaign(engine: Engine, templates_dir: object, spec: CampaignSpec) -
 def _refuse_taken(session: Session, name: str) -> None:
     taken = select(Campaign.id).where(Campaign.name == name)  # type: ignore[call-overload]
     if session.exec(taken).first():
-        raise UserError(f"a campaign named {name!r} already exists")
+        raise Conflict(f"a campaign named {name!r} already exists")
 
 
 @dataclass(frozen=True)
@@ -212,7 +212,7 @@ def start_campaign(ctx: Context, name: str, *, force: bool = False) -> Started:
         transitions.arm(ctx.engine, name, campaign.start_at or utcnow())
         return Started(None, outlook, CampaignStatus.SCHEDULED)
     if not force and (refusal := outlook.refusal(name)):
-        raise UserError(refusal)
+        raise Conflict(refusal)
     run_id = transitions.open_run(ctx.engine, name, campaign.start_at, campaign.end_at)
     if transitions.begin_run(ctx.engine, run_id):
         enqueue("siyu.materialise", run_id, queue=keys(ctx).queue)

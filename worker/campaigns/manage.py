@@ -22,7 +22,7 @@ from sqlmodel import Session
 from worker.campaigns import lookup, transitions
 from worker.campaigns.lifecycle import CampaignSpec, check_spec, remedy, validate_sends
 from worker.campaigns.timeparse import iso_utc
-from worker.errors import UserError
+from worker.errors import Conflict, UserError
 from worker.store import tables
 from worker.store.models import CampaignStatus
 
@@ -138,12 +138,12 @@ def _validate(
     return spec, stored, [a.id for a in accounts if a.id is not None], segment.id
 
 
-def _refuse_edit(found: transitions.Locked) -> UserError:
+def _refuse_edit(found: transitions.Locked) -> Conflict:
     if found.status in (CampaignStatus.RUNNING, CampaignStatus.PAUSED):
         instead = "cancel it and create a new campaign instead"
     else:
         instead = "create a new campaign instead"
-    return UserError(
+    return Conflict(
         f"campaign {found.name!r} is {found.status}: only draft and scheduled campaigns can be "
         f"edited; {instead}"
     )
@@ -164,16 +164,16 @@ def edit_campaign(
             and run is not None
             and (run.status != CampaignStatus.SCHEDULED or run.started_at is not None)
         ):
-            raise UserError(f"campaign {name!r} has begun sending; cancel it instead of editing")
+            raise Conflict(f"campaign {name!r} has begun sending; cancel it instead of editing")
         if found.status == CampaignStatus.SCHEDULED and (stored.cron is None) != (
             spec.cron is None
         ):
-            raise UserError(
+            raise Conflict(
                 f"campaign {name!r} is scheduled: --cron cannot make it recurring now; "
                 "cancel it and create a new campaign instead"
             )
         if _stored(found.conn, found.campaign_id) != stored:
-            raise UserError(f"campaign {name!r} changed while being edited; run the command again")
+            raise Conflict(f"campaign {name!r} changed while being edited; run the command again")
         _write(found, spec, segment_id, account_ids, start, end)
     return spec
 
@@ -233,11 +233,11 @@ def delete_campaign(engine: Engine, name: str) -> None:
                 instead = "cancel it instead"
             else:
                 instead = "it is kept for its history"
-            raise UserError(
+            raise Conflict(
                 f"campaign {name!r} is {found.status}: only drafts can be deleted; {instead}"
             )
         if found.run is not None:  # a draft never has a run; refuse rather than orphan one
-            raise UserError(f"campaign {name!r} has runs; cancel it instead")
+            raise Conflict(f"campaign {name!r} has runs; cancel it instead")
         conn = found.conn
         conn.execute(delete(tables.campaign_accounts).where(CA.campaign_id == found.campaign_id))
         conn.execute(

@@ -71,3 +71,16 @@ class Outlook:
         if not self.will_send or missing <= 0:
             return None
         return f"{missing:,} of {self.members:,} members will not be sent: {self.reasons()}"
+
+
+def verdict(plan: dict[str, Any]) -> str:
+    """The plan's verdict in one line, as `campaigns plan` ends with it (and the API gives)."""
+    outlook = Outlook.of(plan)
+    if plan["fits"] and not outlook.not_sent:
+        return f"fits: all {plan['members']:,} members can be sent"
+    if plan["fits"]:
+        return f"fits; not sent: {outlook.reasons()}"
+    missing = outlook.members - outlook.will_send
+    return (
+        f"does NOT fit: {missing:,} of {outlook.members:,} would not be sent: {outlook.reasons()}"
+    )

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, or_, select
 from sqlmodel import Session
 
 from worker.campaigns import lookup
@@ -135,9 +135,23 @@ def latest_run_of(engine: Engine, name: str) -> tuple[Campaign, CampaignRun | No
 
 
 def delivery_rows(
-    engine: Engine, run_id: int, state: str | None = None, limit: int | None = None
+    engine: Engine,
+    run_id: int,
+    state: str | None = None,
+    limit: int | None = None,
+    *,
+    account: str | None = None,
+    search: str | None = None,
+    after: int | None = None,
+    with_id: bool = False,
 ) -> Iterator[dict[str, Any]]:
-    """A run's deliveries as `DELIVERY_KEYS` dicts in id order, streamed; times naive UTC."""
+    """A run's deliveries as `DELIVERY_KEYS` dicts in id order, streamed; times naive UTC.
+
+    Filters: `state`; `account` (a sender's name); `search`, a case-insensitive substring of
+    the contact's external_id or name; `after`, a delivery id (keyset: only rows after it, so
+    a page costs the same at the millionth row as at the first). `with_id` adds each row's
+    delivery `id` (the cursor for `after`).
+    """
     stmt = (
         select(
             CT.external_id,
@@ -151,6 +165,7 @@ def delivery_rows(
             D.provider_message_id,
             D.updated_at,
             D.sent_at,
+            D.id,
         )
         .select_from(Delivery)
         .join(Contact, CT.id == D.contact_id)
@@ -160,11 +175,23 @@ def delivery_rows(
     )
     if state is not None:
         stmt = stmt.where(D.state == state)
+    if account is not None:
+        stmt = stmt.where(A.name == account)
+    if search:
+        stmt = stmt.where(
+            or_(
+                CT.external_id.icontains(search, autoescape=True),
+                CT.name.icontains(search, autoescape=True),
+            )
+        )
+    if after is not None:
+        stmt = stmt.where(D.id > after)
     if limit:
         stmt = stmt.limit(limit)
+    keys = (*DELIVERY_KEYS, "id") if with_id else DELIVERY_KEYS
     with engine.connect() as conn:
         for row in conn.execution_options(yield_per=2000).execute(stmt):
-            yield dict(zip(DELIVERY_KEYS, row, strict=True))
+            yield dict(zip(keys, row if with_id else row[:-1], strict=True))
 
 
 def iter_deliveries(

@@ -30,7 +30,7 @@ from sqlalchemy import ColumnElement, Connection, Engine, func, insert, select, 
 
 from worker.audience.segments import compile_segment
 from worker.dispatch import outbox
-from worker.errors import NotFound, UserError
+from worker.errors import Conflict, NotFound, UserError
 from worker.store import tables
 from worker.store.db import for_writing
 from worker.store.models import CampaignStatus, utcnow
@@ -129,7 +129,7 @@ def _set_run(conn: Connection, run_id: int, expected: Sequence[str], **values: A
 
 
 def _refuse(found: Locked, needs: Sequence[str], hint: str = "") -> UserError:
-    return UserError(
+    return Conflict(
         f"campaign {found.name!r} is {found.status}; this needs it to be "
         + " or ".join(needs)
         + hint
@@ -138,7 +138,7 @@ def _refuse(found: Locked, needs: Sequence[str], hint: str = "") -> UserError:
 
 def refuse_start(name: str, status: str) -> UserError:
     """Why a campaign that is not a draft cannot be started."""
-    return UserError(
+    return Conflict(
         f"campaign {name!r} is {status}; this needs it to be draft (use resume for a paused one)"
     )
 

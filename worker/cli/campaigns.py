@@ -315,7 +315,7 @@ def plan(
     Example:
     siyu campaigns plan spring-sale
     """
-    from worker.campaigns.outlook import Outlook
+    from worker.campaigns.outlook import verdict
     from worker.campaigns.plan import plan_campaign
 
     settings = get_settings()
@@ -349,16 +349,7 @@ def plan(
             for a in doc["accounts"]
         ],
     )
-    outlook = Outlook.of(doc)
-    if doc["fits"] and not outlook.not_sent:
-        verdict = f"fits: all {doc['members']:,} members can be sent"
-    elif doc["fits"]:
-        verdict = f"fits; not sent: {outlook.reasons()}"
-    else:
-        missing = outlook.members - outlook.will_send
-        verdict = f"does NOT fit: {missing:,} of {outlook.members:,} would not be sent: "
-        verdict += outlook.reasons()
-    say(verdict)
+    say(verdict(doc))
     say(f"ETA {local_text(doc['eta'], tz) or '-'}")
 
 

@@ -58,9 +58,7 @@ def reply(
     from worker.runtime import get_context
 
     sent = reply_as_person(get_context(), conversation, text)
-    closed = "; the handoff is closed" if sent.was_waiting else ""
-    where = f"conversation #{sent.conversation_id}"
-    say(f"reply to {sent.contact} via {sent.account} queued ({where}){closed}")
+    say(sent.summary())
     for note in reply_notes(sent):
         typer.echo(f"warning: {note}", err=True)
 

@@ -34,6 +34,12 @@ class HumanReply:
     was_waiting: bool
     opted_out: bool
 
+    def summary(self) -> str:
+        """What `siyu reply` (and the API) confirms."""
+        closed = "; the handoff is closed" if self.was_waiting else ""
+        where = f"conversation #{self.conversation_id}"
+        return f"reply to {self.contact} via {self.account} queued ({where}){closed}"
+
 
 def conversation_id(ref: str) -> int:
     """`12` or `#12` (as `siyu inbox` shows it) -> 12."""

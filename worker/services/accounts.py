@@ -98,22 +98,31 @@ def sent_today(engine: Engine, account: Account) -> int:
 
 
 def list_accounts(engine: Engine) -> list[dict[str, Any]]:
+    """Every account's health, by name (`accounts list --json`)."""
     with Session(engine) as session:
         accounts = list(session.exec(select(Account).order_by(Account.name)).scalars())  # type: ignore[call-overload]
-    return [
-        {
-            "name": a.name,
-            "channel": a.channel,
-            "policy": a.policy,
-            "tz": a.tz,
-            "state": a.state,
-            "state_reason": a.state_reason,
-            "cooldown_until": iso_utc(a.cooldown_until),
-            "rate_share": round(current_multiplier(engine, a.id), 2) if a.id else 1.0,
-            "sent_today": sent_today(engine, a),
-        }
-        for a in accounts
-    ]
+    return [_health(engine, a) for a in accounts]
+
+
+def show_account(engine: Engine, name: str) -> dict[str, Any]:
+    """One account's health, as `list_accounts` gives it; `NotFound` names the known ones."""
+    with Session(engine) as session:
+        account = lookup.account_by_name(session, name)
+    return _health(engine, account)
+
+
+def _health(engine: Engine, a: Account) -> dict[str, Any]:
+    return {
+        "name": a.name,
+        "channel": a.channel,
+        "policy": a.policy,
+        "tz": a.tz,
+        "state": a.state,
+        "state_reason": a.state_reason,
+        "cooldown_until": iso_utc(a.cooldown_until),
+        "rate_share": round(current_multiplier(engine, a.id), 2) if a.id else 1.0,
+        "sent_today": sent_today(engine, a),
+    }
 
 
 def set_paused(engine: Engine, name: str, paused: bool) -> Account:

@@ -10,7 +10,7 @@ from sqlmodel import Session, col, select
 
 from worker.audience.segment_check import check_segment
 from worker.audience.segments import segment_member_count
-from worker.errors import NotFound, UserError
+from worker.errors import Conflict, NotFound, UserError
 from worker.store.db import session_scope
 from worker.store.models import Campaign, CampaignStatus, Segment
 
@@ -32,6 +32,14 @@ class SegmentSummary(TypedDict):
     members: int
 
 
+class SegmentCount(TypedDict):
+    """What an expression not saved as a segment selects now, and notes as `segments add`."""
+
+    where: str
+    members: int
+    notes: list[str]
+
+
 class AddedSegment(NamedTuple):
     """The stored segment and the notes on what `allow_unknown` let through."""
 
@@ -49,6 +57,14 @@ def check_where(engine: Engine, where: str, *, allow_unknown: bool = False) -> l
         return check_segment(conn, where, allow_unknown=allow_unknown)
 
 
+def count_where(engine: Engine, where: str, *, allow_unknown: bool = False) -> SegmentCount:
+    """The live member count of an expression being written: checked as `add_segment` checks
+    it (a syntax error names its column), nothing stored."""
+    notes = check_where(engine, where, allow_unknown=allow_unknown)
+    members = segment_member_count(engine, where)
+    return SegmentCount(where=where.strip(), members=members, notes=notes)
+
+
 def add_segment(
     engine: Engine, name: str, where: str, *, allow_unknown: bool = False
 ) -> AddedSegment:
@@ -58,7 +74,7 @@ def add_segment(
         raise UserError("a segment needs a non-empty name")
     notes = check_where(engine, where, allow_unknown=allow_unknown)  # columns as typed
     where = where.strip()
-    taken = UserError(f"segment {name!r} already exists; pick another name")
+    taken = Conflict(f"segment {name!r} already exists; pick another name")
     try:
         with session_scope(engine) as session:
             if session.exec(select(Segment.id).where(Segment.name == name)).first() is not None:
@@ -81,7 +97,7 @@ def delete_segment(engine: Engine, name: str) -> None:
             return
     except IntegrityError:  # a campaign was created on it meanwhile
         pass
-    raise UserError(_in_use(engine, name, segment_id))
+    raise Conflict(_in_use(engine, name, segment_id))
 
 
 def _in_use(engine: Engine, name: str, segment_id: int | None) -> str:
