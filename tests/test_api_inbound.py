@@ -19,7 +19,7 @@ from sqlalchemy import Engine, func, select
 from tests.support.mockplatform import running_mock_platform
 from tests.support.serving import serving
 from tests.support.world import add_accounts, add_contacts
-from worker.api import create_app
+from worker.api.app import create_app
 from worker.config import Settings
 from worker.replies.inbound import MAX_TEXT, Stored
 from worker.store import tables

@@ -20,7 +20,7 @@ from tests.support.cluster import running_workers, worker_env
 from tests.support.serving import serving
 from tests.support.smtp_server import PASSWORD, USER, MailServer, running_mail_server
 from tests.support.world import add_accounts, add_campaign, add_contacts, make_context, start
-from worker.api import create_app
+from worker.api.app import create_app
 from worker.campaigns.status import campaign_status
 from worker.config import Settings
 from worker.runtime import Context

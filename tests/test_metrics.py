@@ -26,7 +26,7 @@ from tests.support.mockplatform import free_port, running_mock_platform
 from tests.support.rows import drain
 from tests.support.serving import serving
 from tests.support.world import add_accounts, add_campaign, add_contacts, make_context, start
-from worker.api import create_app
+from worker.api.app import create_app
 from worker.campaigns.materialise import materialise
 from worker.campaigns.status import campaign_status
 from worker.channels.memory import HUB

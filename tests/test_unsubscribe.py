@@ -14,7 +14,7 @@ from sqlalchemy import Engine, delete, select
 
 from tests.support.serving import serving
 from tests.support.world import add_contacts
-from worker.api import create_app
+from worker.api.app import create_app
 from worker.config import Settings
 from worker.errors import UserError
 from worker.store import tables

@@ -31,7 +31,7 @@ from worker.api.metrics import add_metrics_route
 from worker.api.operator import operator_router
 from worker.channels.registry import known_channels
 from worker.config import Settings, revealed
-from worker.console import mount_console
+from worker.console.mount import mount_console
 from worker.replies.inbound import (
     InboundPayload,
     InboundRejected,

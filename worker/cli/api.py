@@ -22,7 +22,7 @@ def api(
     """
     import uvicorn
 
-    from worker.api import create_app
+    from worker.api.app import create_app
     from worker.api.hosts import is_loopback
     from worker.config import get_settings
     from worker.observability.logs import configure_logging, level_of
