@@ -10,14 +10,14 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Engine, func, or_, select
+from sqlalchemy import Engine, or_, select
 from sqlmodel import Session
 
 from worker.campaigns import lookup
 from worker.campaigns.overview import window_of
 from worker.campaigns.timeparse import iso_utc
 from worker.errors import UserError
-from worker.store import tables
+from worker.store import tables, tallies
 from worker.store.models import (
     Account,
     Campaign,
@@ -41,39 +41,42 @@ def _bucket(state: str) -> str:
 
 
 def _counts(engine: Engine, run: CampaignRun) -> tuple[dict[str, int], dict[str, dict[str, Any]]]:
-    stmt = (
-        select(A.name, A.state, D.state, func.count())
-        .select_from(Delivery)
-        .join(Account, A.id == D.account_id, isouter=True)
-        .where(D.run_id == run.id)
-        .group_by(A.name, A.state, D.state)
-    )
+    """The run's counts, in all and per account, from the tallies (`store.tallies`)."""
+    assert run.id is not None
     counts = dict.fromkeys(REPORTED, 0)
     accounts: dict[str, dict[str, Any]] = {}
     with engine.connect() as conn:
-        for name, account_state, state, n in conn.execute(stmt):
-            bucket = _bucket(state)
-            counts[bucket] += n
-            if name is None:
-                continue
-            entry = accounts.setdefault(name, {"sent": 0, "pending": 0, "state": account_state})
-            if bucket in ("sent", "pending"):
-                entry[bucket] += n
+        by_key = tallies.run_counts(conn, [run.id])[run.id]
+        ids = {account_id for account_id, _state in by_key if account_id is not None}
+        names = {
+            id_: (name, state)
+            for id_, name, state in conn.execute(select(A.id, A.name, A.state).where(A.id.in_(ids)))
+        }
+    for (account_id, state), n in by_key.items():
+        bucket = _bucket(state)
+        counts[bucket] += n
+        if account_id not in names:
+            continue
+        name, account_state = names[account_id]
+        entry = accounts.setdefault(name, {"sent": 0, "pending": 0, "state": account_state})
+        if bucket in ("sent", "pending"):
+            entry[bucket] += n
     return counts, accounts
 
 
 def _eta(engine: Engine, run: CampaignRun, remaining: int) -> str | None:
-    if run.status != CampaignStatus.RUNNING or remaining <= 0:
+    """From the run's sends of the last minute or two (whole minutes of the tallies)."""
+    if run.id is None or run.status != CampaignStatus.RUNNING or remaining <= 0:
         return None
-    since = utcnow() - timedelta(seconds=ETA_WINDOW_S)
-    stmt = select(func.count()).where(
-        D.run_id == run.id, D.state == DeliveryState.SENT, D.sent_at >= since
-    )
+    now = utcnow()
+    since = (now - timedelta(seconds=ETA_WINDOW_S)).replace(second=0, microsecond=0)
     with engine.connect() as conn:
-        recent = int(conn.execute(stmt).scalar_one())
+        per_minute = tallies.sent_per_minute(conn, since, [run.id])
+    recent = sum(n for minutes in per_minute.values() for n in minutes.values())
     if recent == 0:
         return None
-    return iso_utc(utcnow() + timedelta(seconds=remaining * ETA_WINDOW_S / recent))
+    window_s = (now - since).total_seconds()
+    return iso_utc(now + timedelta(seconds=remaining * window_s / recent))
 
 
 def campaign_status(engine: Engine, name: str) -> dict[str, Any]:
