@@ -1,4 +1,4 @@
-"""`siyu api`: serve the HTTP API (inbound webhooks now) with uvicorn."""
+"""`siyu api`: serve the console, the operator API, inbound webhooks and /metrics (uvicorn)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,13 @@ def api(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
     port: int = typer.Option(8000, "--port", help="Port to listen on (0: any free port)."),
 ) -> None:
-    """Serve the HTTP API: signed inbound webhooks at /v1/inbound/CHANNEL, /metrics.
+    """Serve the operator console, the operator API, inbound webhooks and /metrics.
 
-    Inbound is refused unless SIYU_WEBHOOK_SECRET holds a Standard Webhooks secret
-    (python -m worker.webhooks prints a new one). Listening on anything but loopback
-    needs SIYU_API_TOKEN.
+    The console is at /, the API under /v1 (OpenAPI at /docs), signed inbound webhooks at
+    /v1/inbound/CHANNEL, e-mail unsubscribe links at /u/TOKEN. The console and the API ask for SIYU_API_TOKEN (sign-in, or Authorization: Bearer);
+    without one only this machine may use them, and listening on anything but loopback is
+    refused. Inbound is refused unless SIYU_WEBHOOK_SECRET holds a Standard Webhooks secret
+    (python -m worker.webhooks prints a new one).
 
     Example:
     siyu api --host 0.0.0.0 --port 8000
