@@ -16,8 +16,9 @@ def api(
     The console is at /, the API under /v1 (OpenAPI at /docs), signed inbound webhooks at
     /v1/inbound/CHANNEL, e-mail unsubscribe links at /u/TOKEN. The console and the API ask
     for SIYU_API_TOKEN (sign-in, or Authorization: Bearer); without one only this machine
-    may use them, and listening on anything but loopback is refused. Inbound is refused unless SIYU_WEBHOOK_SECRET holds a Standard Webhooks secret
-    (python -m worker.webhooks prints a new one).
+    may use them, and listening on anything but loopback is refused. Inbound is refused
+    unless SIYU_WEBHOOK_SECRET holds a Standard Webhooks secret (python -m worker.webhooks
+    prints a new one).
 
     Example:
     siyu api --host 0.0.0.0 --port 8000
