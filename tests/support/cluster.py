@@ -1,4 +1,4 @@
-"""Real `siyu worker` processes for end-to-end tests."""
+"""Real `siyu worker` and `siyu api` processes for end-to-end tests."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from tests.support.world import write_policies
 from worker.campaigns.status import campaign_status
@@ -130,3 +132,26 @@ def wait_for(predicate: Callable[[], bool], timeout_s: float, interval_s: float 
             return True
         time.sleep(interval_s)
     return predicate()
+
+
+@contextmanager
+def running_api(env: dict[str, str], log: Path, port: int) -> Iterator[str]:
+    """A real `siyu api` on 127.0.0.1:`port` with this environment; yields its base URL once
+    `/healthz` answers, stops it on leaving."""
+    args = [sys.executable, "-m", "worker", "api", "--port", str(port)]
+    proc = procs.spawn(
+        args, env={**env, "PYTHONUNBUFFERED": "1"}, log=log, cwd=Path(__file__).parents[2]
+    )
+    url = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        try:
+            return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return proc.poll() is not None  # died: stop waiting, the assert below says why
+
+    try:
+        assert wait_for(ready, 60, 0.2) and proc.poll() is None, log.read_text(errors="replace")
+        yield url
+    finally:
+        procs.stop(proc, timeout_s=20)
