@@ -8,9 +8,10 @@ import typer
 
 from worker.campaigns.timeparse import local_text, zone
 from worker.cli.app import SiyuTyper
-from worker.cli.common import emit_json, engine, parse_pairs, say
+from worker.cli.common import emit_json, engine, say
 from worker.cli.tables import Col, print_table
 from worker.config import get_settings
+from worker.pairs import parse_pairs
 from worker.services import accounts as svc
 
 app = SiyuTyper(

@@ -19,10 +19,11 @@ from worker.campaigns.export import LogRow, delivery_csv, delivery_log
 from worker.campaigns.status import campaign_status, iter_deliveries
 from worker.campaigns.timeparse import local_text, zone
 from worker.cli.app import SiyuTyper
-from worker.cli.common import console, emit_json, engine, fail, parse_pairs, say
+from worker.cli.common import console, emit_json, engine, fail, say
 from worker.cli.progress import status_lines, watch_status
 from worker.cli.tables import Col, print_table
 from worker.config import get_settings
+from worker.pairs import parse_pairs
 
 app = SiyuTyper(
     help="""Create, run and watch campaigns.

@@ -11,8 +11,6 @@ from rich.console import Console
 from rich.text import Text
 from sqlalchemy import Engine
 
-from worker.errors import UserError
-
 console = Console()
 err_console = Console(stderr=True)
 
@@ -42,14 +40,3 @@ def engine() -> Engine:
     eng = get_engine()
     init_db(eng)
     return eng
-
-
-def parse_pairs(items: list[str] | None, option: str) -> dict[str, str]:
-    """`KEY=VALUE` options into a dict; a malformed one names the option."""
-    out: dict[str, str] = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise UserError(f"{option} expects KEY=VALUE, got {item!r}")
-        out[key.strip()] = value
-    return out

@@ -24,10 +24,10 @@ from worker.audience.segments import segment_member_count
 from worker.campaigns import lookup
 from worker.campaigns.lifecycle import KINDS, CampaignSpec, create_campaign
 from worker.campaigns.validate import render_samples
-from worker.cli.common import parse_pairs
 from worker.console.campaign_pages import page_of
 from worker.console.web import Console, back_to, flash, guard_for, route_class
 from worker.errors import UserError
+from worker.pairs import parse_pairs
 from worker.runtime import Context
 from worker.services.accounts import list_accounts
 from worker.services.segments import add_segment, count_where, delete_segment, list_segments
