@@ -16,6 +16,8 @@ from sqlalchemy import Engine, create_engine, text
 
 from worker.store.db import init_db, make_engine, reset_engines
 
+pytest_plugins = ["tests.support.operator_fixtures"]
+
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 PG_URL = os.environ.get("SIYU_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("SIYU_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")

@@ -7,14 +7,11 @@ SQLite and PostgreSQL, real Redis.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from tests.support.cli import Siyu, siyu_on
-from tests.support.operator import Api, error_of, token_api
+from tests.support.cli import Siyu
+from tests.support.operator import Api, error_of
 from tests.support.world import add_accounts, add_contacts
 
 GOOD_AND_BAD = (
@@ -24,20 +21,6 @@ GOOD_AND_BAD = (
     "u1,王五,vip,上海\n"  # line 4: the same external_id again
     "u3,赵六,,深圳\n"
 )
-
-
-@pytest.fixture
-def api(db_url: str, redis_url: str, tmp_path: Path) -> Iterator[Api]:
-    yield from token_api(db_url, redis_url, tmp_path)
-
-
-@pytest.fixture
-def siyu(
-    api: Api, db_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> Iterator[Siyu]:
-    monkeypatch.setenv("SIYU_REDIS_URL", api.ctx.settings.redis_url or "")
-    with siyu_on(db_url, monkeypatch, capsys) as run:
-        yield run
 
 
 def upload(api: Api, text: str, **form: Any) -> Any:

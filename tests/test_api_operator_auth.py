@@ -24,7 +24,6 @@ from tests.support.operator import (
     operator_api,
     operator_routes,
     response_model_of,
-    token_api,
 )
 from tests.support.world import make_context
 from worker.api.operator import __doc__ as ROUTES_DOC
@@ -35,11 +34,6 @@ FILLED = re.compile(r"\{[^}]+\}")
 def request(client: Any, method: str, path: str) -> Any:
     """The route called with placeholder path parameters and no body."""
     return client.request(method, FILLED.sub("nobody", path))
-
-
-@pytest.fixture
-def api(db_url: str, redis_url: str, tmp_path: Path) -> Iterator[Api]:
-    yield from token_api(db_url, redis_url, tmp_path)
 
 
 @pytest.fixture

@@ -7,32 +7,14 @@ SQLite and PostgreSQL, real Redis (start and resume enqueue through Celery's bro
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from tests.support.cli import Siyu, siyu_on
-from tests.support.operator import Api, error_of, token_api
+from tests.support.cli import Siyu
+from tests.support.operator import Api, error_of
 from tests.support.rows import drain
 from tests.support.world import VARS, add_accounts, add_campaign, add_contacts, start
 from worker.campaigns.materialise import materialise
-
-
-@pytest.fixture
-def api(db_url: str, redis_url: str, tmp_path: Path) -> Iterator[Api]:
-    yield from token_api(db_url, redis_url, tmp_path)
-
-
-@pytest.fixture
-def siyu(
-    api: Api, db_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> Iterator[Siyu]:
-    """The CLI on the API's database and Redis, to compare documents with."""
-    monkeypatch.setenv("SIYU_REDIS_URL", api.ctx.settings.redis_url or "")
-    monkeypatch.setenv("SIYU_TEMPLATES_DIR", str(api.ctx.settings.templates_dir))
-    with siyu_on(db_url, monkeypatch, capsys) as run:
-        yield run
 
 
 def world(api: Api, contacts: int = 30) -> None:

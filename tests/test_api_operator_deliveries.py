@@ -7,17 +7,14 @@ SQLite and PostgreSQL, real Redis; lanes run in-process on the memory channel.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
-from tests.support.cli import Siyu, siyu_on
-from tests.support.operator import TOKEN, Api, error_of, token_api
+from tests.support.cli import Siyu
+from tests.support.operator import TOKEN, Api, error_of
 from tests.support.rows import drain
 from tests.support.serving import serving
 from tests.support.world import add_accounts, add_campaign, add_contacts, start
@@ -27,20 +24,6 @@ from worker.store import tables
 
 D, CT = tables.deliveries.c, tables.contacts.c
 TRICKY_NAME = '王五, "Jr."\n第二行'
-
-
-@pytest.fixture
-def api(db_url: str, redis_url: str, tmp_path: Path) -> Iterator[Api]:
-    yield from token_api(db_url, redis_url, tmp_path)
-
-
-@pytest.fixture
-def siyu(
-    api: Api, db_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> Iterator[Siyu]:
-    monkeypatch.setenv("SIYU_REDIS_URL", api.ctx.settings.redis_url or "")
-    with siyu_on(db_url, monkeypatch, capsys) as run:
-        yield run
 
 
 def half_sent(api: Api, members: int = 45) -> dict[str, int]:

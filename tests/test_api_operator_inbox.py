@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.cli import Siyu, siyu_on
+from tests.support.cli import Siyu
 from tests.support.operator import Api, error_of, token_api
 from tests.support.world import REPO_TEMPLATES, add_accounts, add_contacts
 from worker.channels.memory import HUB
@@ -30,15 +30,6 @@ def api(db_url: str, redis_url: str, tmp_path: Path) -> Iterator[Api]:
         add_accounts(made.ctx.engine, ["a1", "a2"])
         add_contacts(made.ctx.engine, 3)
         yield made
-
-
-@pytest.fixture
-def siyu(
-    api: Api, db_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> Iterator[Siyu]:
-    monkeypatch.setenv("SIYU_REDIS_URL", api.ctx.settings.redis_url or "")
-    with siyu_on(db_url, monkeypatch, capsys) as run:
-        yield run
 
 
 def learner_says(api: Api, text: str, message_id: str, account: str = "a2") -> str:
