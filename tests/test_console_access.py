@@ -67,6 +67,27 @@ def test_pages_redirect_to_sign_in_until_the_token_is_given(ctx: Context) -> Non
     assert http.get("/accounts").status_code == 200
     cookie = done.history[0].headers["set-cookie"].lower()
     assert "httponly" in cookie and "samesite=lax" in cookie
+    assert "secure" not in cookie, "reached over plain HTTP: a Secure cookie would never return"
+
+
+def test_behind_https_the_session_cookie_is_secure(
+    db_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    https = make_context(
+        db_url, redis_url, tmp_path, api_token=TOKEN, public_url="https://ops.example.com"
+    )
+    app = create_app(https.settings, https.engine, ctx=https)
+    http = TestClient(app, base_url="https://testserver", client=HERE)
+    form = http.get("/signin")
+    done = http.post(
+        "/signin",
+        data={"token": TOKEN, "csrf": csrf_of(form.text), "next": "/"},
+        follow_redirects=False,
+    )
+    assert done.status_code == 303
+    assert "; secure" in done.headers["set-cookie"].lower()
+    assert http.get("/").status_code == 200, "signed in over HTTPS"
+    https.engine.dispose()
 
 
 def test_a_wrong_token_is_refused_and_signs_nobody_in(ctx: Context) -> None:

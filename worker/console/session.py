@@ -4,10 +4,11 @@ Policy (`worker.api.auth`): with `SIYU_API_TOKEN` set, a person signs in with it
 anywhere; without one, only this host (loopback) may use the console, with no sign-in.
 
 The session is Starlette's `SessionMiddleware` (an itsdangerous-signed cookie, HttpOnly,
-SameSite=Lax), kept to the console's paths so the API and webhooks never see a cookie. Its
-key is derived from the token, so changing the token signs everyone out; without a token it is
-random per process (loopback only, so a restart merely renews the CSRF token). Every POST must
-carry the session's CSRF token, as the form field `csrf` or the header `X-CSRF-Token` (htmx).
+SameSite=Lax, and Secure when `SIYU_PUBLIC_URL` is https), kept to the console's paths so
+the API and webhooks never see a cookie. Its key is derived from the token, so changing the
+token signs everyone out; without a token it is random per process (loopback only, so a
+restart merely renews the CSRF token). Every POST must carry the session's CSRF token, as
+the form field `csrf` or the header `X-CSRF-Token` (htmx).
 """
 
 from __future__ import annotations
@@ -47,6 +48,12 @@ def session_key(settings: Settings) -> str:
     return hmac.new(token.encode(), b"siyu console session v1", hashlib.sha256).hexdigest()
 
 
+def secure_cookie(settings: Settings) -> bool:
+    """Mark the cookie `Secure` (sent over HTTPS only) when people reach siyu over HTTPS, as
+    `SIYU_PUBLIC_URL` says (a TLS proxy in front of `siyu api`)."""
+    return (settings.public_url or "").lower().startswith("https://")
+
+
 class ConsoleSessions:
     """`SessionMiddleware` on the console's paths, built at the first console request (its key
     needs the settings, which come with the process context, made on first use)."""
@@ -72,7 +79,7 @@ class ConsoleSessions:
                     session_cookie=COOKIE,
                     max_age=SESSION_MAX_AGE_S,
                     same_site="lax",
-                    https_only=False,
+                    https_only=secure_cookie(self._settings()),
                 )
             return self._sessions
 
