@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -20,7 +19,7 @@ from sqlalchemy import Engine, delete, func, insert, select, update
 
 from tests.support.world import add_accounts, add_contacts
 from worker.store import tables
-from worker.store.db import init_db, is_sqlite, make_engine
+from worker.store.db import is_sqlite
 from worker.store.models import utcnow
 from worker.store.tallies import fold, run_counts, sent_per_minute, state_counts
 
@@ -50,14 +49,6 @@ def make_runs(engine: Engine, count: int) -> list[int]:
         }  # fmt: skip
         conn.execute(insert(tables.campaign_runs), [dict(run) for _ in range(count)])
         return list(conn.execute(select(tables.campaign_runs.c.id)).scalars())
-
-
-@pytest.fixture
-def pg_engine(pg_url: str) -> Iterator[Engine]:
-    eng = make_engine(pg_url)
-    init_db(eng)
-    yield eng
-    eng.dispose()
 
 
 @pytest.fixture

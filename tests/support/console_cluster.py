@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,15 +16,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import redis
-from sqlalchemy import create_engine, text
 
-from tests.conftest import PG_URL, ROOT, _pg_available, _unavailable
+from tests.conftest import ROOT, fresh_pg_schema
 from tests.support.browser import chromium
 from tests.support.cluster import Workers, running_api, worker_env
 from tests.support.mockplatform import free_port, running_mock_platform
 from tests.support.world import make_reply_context
 from worker.runtime import Context
-from worker.store.db import reset_engines
 from worker.webhooks import new_secret
 
 if TYPE_CHECKING:
@@ -52,21 +49,8 @@ def fresh_database(kind: str, directory: Path) -> Iterator[str]:
     if kind == "sqlite":
         yield f"sqlite:///{directory / 'siyu.db'}"
         return
-    why = _pg_available()
-    if why:
-        _unavailable("PostgreSQL", why)
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f"CREATE SCHEMA {schema}"))
-    sep = "&" if "?" in PG_URL else "?"
-    try:
-        yield f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
-    finally:
-        reset_engines()
-        with admin.connect() as conn:
-            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
+    with fresh_pg_schema() as url:
+        yield url
 
 
 @contextmanager
