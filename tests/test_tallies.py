@@ -21,7 +21,13 @@ from tests.support.world import add_accounts, add_contacts
 from worker.store import tables
 from worker.store.db import is_sqlite
 from worker.store.models import utcnow
-from worker.store.tallies import fold, run_counts, sent_per_minute, state_counts
+from worker.store.tallies import (
+    fold,
+    forget_minutes,
+    run_counts,
+    sent_per_minute,
+    state_counts,
+)
 
 D = tables.deliveries.c
 STATES = ("pending", "claimed", "sending", "sent", "failed", "skipped", "unknown")
@@ -263,7 +269,7 @@ def test_concurrent_lanes_and_folds_count_every_change_once(pg_engine: Engine) -
     assert sent and {a: sum(per.values()) for a, per in per_minute.items()} == sent
 
 
-def test_sends_per_minute_past_keeping_are_dropped_at_the_fold(
+def test_sends_per_minute_past_keeping_are_forgotten_by_the_hourly_purge(
     engine: Engine, world: dict[str, Any]
 ) -> None:
     old = T0 - timedelta(days=3)
@@ -276,6 +282,7 @@ def test_sends_per_minute_past_keeping_are_dropped_at_the_fold(
              for c, when in zip(world["contacts"][:2], (old, T0), strict=True)],
         )  # fmt: skip
     fold(engine)
+    assert forget_minutes(engine) == 1
     with engine.connect() as conn:
         minutes = sent_per_minute(conn, old - timedelta(hours=1))
         assert minutes == {world["accounts"][1]: {T0: 1}}

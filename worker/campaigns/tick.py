@@ -77,13 +77,15 @@ def _request_stale_drain(ctx: Context) -> bool:
 
 
 def _purge_hourly(ctx: Context) -> None:
-    """Delete conversations past their retention, at most once an hour per installation."""
+    """Delete conversations past their retention, and sends per minute past keeping, at
+    most once an hour per installation."""
     from worker.replies.retention import purge
 
     if ctx.redis.set(keys(ctx).purge, "1", nx=True, px=3_600_000):
         purged = purge(ctx.engine, ctx.settings.conversation_retention_days)
         if purged:
             log.info("purged %d conversations past their retention", purged)
+        tallies.forget_minutes(ctx.engine)
 
 
 def begin_due_runs(ctx: Context) -> list[int]:

@@ -86,23 +86,30 @@ def _summed(parts: Sequence[AnySelect], *keys: str) -> AnySelect:
     return select(*columns, func.sum(both.c.n)).group_by(*columns)
 
 
-def fold(engine: Engine, now: datetime | None = None) -> bool:
-    """Add PostgreSQL's deltas into the tallies and drop sends-per-minute past keeping.
+def fold(engine: Engine) -> bool:
+    """Add PostgreSQL's deltas into the tallies (SQLite has none: True at once).
 
     One fold at a time (an advisory lock; a second returns False at once). Each delta is
     deleted and added in one statement, so it is counted once, and readers, who add the
     deltas left, see the same totals before, during and after.
     """
+    if is_sqlite(engine):
+        return True
+    with engine.begin() as conn:
+        taken = conn.execute(select(func.pg_try_advisory_xact_lock(func.hashtext(_FOLD_LOCK))))
+        if not taken.scalar_one():
+            return False
+        conn.execute(FOLD_COUNTS)
+        conn.execute(FOLD_MINUTES)
+    return True
+
+
+def forget_minutes(engine: Engine, now: datetime | None = None) -> int:
+    """Drop sends per minute older than `KEEP_MINUTES` (the hourly purge: not every tick, as
+    on SQLite it takes the write lock and reads the whole table)."""
     cutoff = (now or utcnow()) - KEEP_MINUTES
     with engine.begin() as conn:
-        if not is_sqlite(engine):
-            taken = conn.execute(select(func.pg_try_advisory_xact_lock(func.hashtext(_FOLD_LOCK))))
-            if not taken.scalar_one():
-                return False
-            conn.execute(FOLD_COUNTS)
-            conn.execute(FOLD_MINUTES)
-        conn.execute(tables.sent_minutes.delete().where(M.minute < cutoff))
-    return True
+        return int(conn.execute(tables.sent_minutes.delete().where(M.minute < cutoff)).rowcount)
 
 
 FOLD_COUNTS = text(
