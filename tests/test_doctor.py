@@ -257,6 +257,20 @@ def test_doctor_reports_an_account_naming_a_policy_nobody_wrote(
     assert "account a1" in line and "'vip'" in line and "write vip.toml" in line
 
 
+def test_doctor_reports_an_account_whose_channel_config_cannot_be_used_here(
+    healthy: Context, siyu: Siyu
+) -> None:
+    # `accounts add` refuses these; they went bad since (an upgrade, a plugin uninstalled).
+    add_accounts(healthy.engine, ["tg"], channel="telegram", token="not-a-token")
+    add_accounts(healthy.engine, ["gone"], channel="acme-sms")
+    lines = problems(siyu("doctor"), "accounts")
+    assert len(lines) == 2, lines
+    assert "account gone (active)" in lines[0] and "unknown channel 'acme-sms'" in lines[0]
+    assert "account tg (active)" in lines[1] and "not a bot token" in lines[1]
+    assert "not-a-token" not in lines[1], "a config value is never echoed"
+    assert "install the channel's package here" in lines[1]
+
+
 def test_doctor_reports_a_template_that_does_not_compile(healthy: Context, siyu: Siyu) -> None:
     folder = Path(get_settings().templates_dir)
     (folder / "broken.j2").write_text("你好\n{% if contact.name %}\n没有结束", encoding="utf-8")

@@ -42,6 +42,8 @@ def test_a_campaign_reaches_each_learner_once_through_the_gateway(
             ctx.engine, ["gw1", "gw2"], channel="webhook", url=gw.url, secret=SECRET,
             lookup_url=gw.lookup_url, timeout_s="2",
         )  # fmt: skip
+        # Stored before a check `accounts add` now makes: each worker's start-up pauses it.
+        add_accounts(ctx.engine, ["gw3"], channel="webhook", url="gw.example/send", secret=SECRET)
         add_contacts(ctx.engine, 30, channel="webhook")
         add_campaign(ctx, "c1", ["gw1", "gw2"])
         env = worker_env(
@@ -62,7 +64,12 @@ def test_a_campaign_reaches_each_learner_once_through_the_gateway(
     assert campaign_status(ctx.engine, "c1")["counts"]["sent"] == 30
     with siyu_on(db_url, monkeypatch, capsys) as siyu:
         listed = siyu("accounts", "list", "--json")
-    assert listed.code == 0 and {a["name"] for a in json.loads(listed.stdout)} == {"gw1", "gw2"}
+    accounts = {a["name"]: a for a in json.loads(listed.stdout)}
+    assert listed.code == 0 and set(accounts) == {"gw1", "gw2", "gw3"}
+    assert (accounts["gw3"]["state"], accounts["gw3"]["state_reason"]) == ("paused", "config")
+    assert "account gw3 is now paused (config); account 'gw3': config url must be" in (
+        workers.logs(tail=None)
+    ), "the worker said at start-up which account it paused and why"
     for where in (workers.logs(tail=None), listed.stdout, listed.stderr):
         assert SECRET not in where and SECRET[len("whsec_") :] not in where
     ctx.engine.dispose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
@@ -93,6 +94,36 @@ def test_a_ban_moves_movable_rows_to_healthy_peers_and_keeps_owner_bound_ones(
     assert sorted(left_on_a1) == [1, 2, 3, 4]
     assert owners[ids["a2"]] > 0 and owners[ids["a3"]] > 0
     assert sum(owners.values()) == 44
+
+
+def test_an_account_whose_stored_config_went_bad_is_paused_and_its_rows_move(
+    ctx: Context, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Nothing is sent anywhere: the lane stops before it builds a client.
+    good = {"token": "7000000001:" + "A" * 35, "api_base": "http://127.0.0.1:9"}
+    ids = add_accounts(ctx.engine, ["a1", "a2"], channel="telegram", **good)
+    add_contacts(ctx.engine, 10, channel="telegram")
+    add_campaign(ctx, "c1", ["a1", "a2"])
+    materialise(ctx, start(ctx, "c1").id)  # type: ignore[arg-type]
+    with ctx.engine.begin() as conn:  # `accounts add` refused this; an upgrade might since
+        conn.execute(
+            update(tables.accounts)
+            .where(tables.accounts.c.name == "a1")
+            .values(config={"token": "went-bad"})
+        )
+    with caplog.at_level(logging.ERROR):
+        assert not run_lane(ctx, ids["a1"], slice_s=5).acquired
+    row = account_row(ctx, "a1")
+    assert (row.state, row.state_reason) == ("paused", "config")
+    with ctx.engine.connect() as conn:
+        owners = Counter(conn.execute(select(D.account_id).where(D.state == "pending")).scalars())
+    assert owners == {ids["a2"]: 10}, "every pending row moved to the healthy peer"
+    [alert] = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert "account a1 is now paused (config)" in alert and "not a bot token" in alert
+    assert "went-bad" not in alert
+    caplog.clear()
+    assert not run_lane(ctx, ids["a1"], slice_s=5).acquired
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], "alerted once"
 
 
 def test_recipient_caps_count_marketing_sends_across_campaigns(ctx: Context) -> None:

@@ -37,7 +37,14 @@ def channel_class(name: str) -> type[Channel]:
     if target is None:
         raise UserError(f"unknown channel {name!r}; known channels: {', '.join(sorted(known))}")
     module_name, _, attr = target.partition(":")
-    cls = getattr(import_module(module_name), attr)
+    try:
+        cls = getattr(import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        # A plugin package removed or broken since its entry point was read.
+        raise UserError(
+            f"channel {name!r} ({target}) cannot be loaded here ({type(exc).__name__}: {exc}); "
+            "install its package on this machine"
+        ) from exc
     if not (isinstance(cls, type) and issubclass(cls, Channel)):
         raise UserError(f"channel {name!r} ({target}) is not a worker.channels.base.Channel")
     return cls

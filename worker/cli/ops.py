@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import os
+from typing import TYPE_CHECKING
 
 import typer
 
 from worker.cli.common import say
+
+if TYPE_CHECKING:
+    from worker.runtime import Context
+
+log = logging.getLogger(__name__)
 
 
 def register(app: typer.Typer) -> None:
@@ -114,6 +121,7 @@ def worker(
     checked = load_policies(get_settings().rate_limits_dir)
     ctx = get_context()
     init_db(ctx.engine)
+    check_accounts(ctx)
     queue = keys(ctx).queue  # only this installation's tasks
     ctx.extras["policies"] = checked
     import worker.tasks  # noqa: F401  (registers the tasks)
@@ -149,6 +157,19 @@ def worker(
     finally:
         heartbeat.stop()
         ticker.stop()
+
+
+def check_accounts(ctx: Context) -> None:
+    """Validate every account's stored channel config at start-up, as `accounts add` did.
+    One that cannot be used here is paused (its deliveries move to its peers) with an error
+    line saying what to fix, instead of failing every lane task of it; the worker still
+    starts, for the other accounts."""
+    from worker.dispatch import health
+    from worker.services.accounts import unusable_accounts
+
+    for bad in unusable_accounts(ctx.engine):
+        if not health.unusable_config(ctx, bad.id, bad.name, bad.state, bad.problem):
+            log.warning("account %s stays %s: %s", bad.name, bad.state, bad.problem)
 
 
 def demo(

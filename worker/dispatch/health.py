@@ -1,4 +1,5 @@
-"""Account health: cooldowns with jitter and AIMD on the account's rate (DESIGN decision 8).
+"""Account health: cooldowns with jitter and AIMD on the account's rate (DESIGN decision 8),
+and stopping an account that cannot go on (its platform refused it, or its config is unusable).
 
 Throttling (`RateLimited`, `SenderThrottled`) halves the share of the policy's rate the account
 uses (multiplicative decrease, never below `FLOOR`); every clean minute since the last change
@@ -7,12 +8,17 @@ gives back `STEP` (additive increase) up to the full rate.
 
 from __future__ import annotations
 
+import logging
 import random
 from datetime import timedelta
 
 from sqlalchemy import Engine, select, update
 
+from worker.dispatch import failover, runs
+from worker.dispatch.kick import kick_lane
+from worker.errors import UserError
 from worker.observability import events
+from worker.runtime import Context
 from worker.store import tables
 from worker.store.db import for_writing
 from worker.store.models import AccountState, utcnow
@@ -74,3 +80,32 @@ def throttled(engine: Engine, account_id: int, retry_after_s: float, reason: str
     events.account_state(
         name, AccountState.COOLDOWN, reason, until=until, note=f"rate x{lowered:.2f}"
     )
+
+
+MOVING = "ALERT: moving its movable deliveries to other accounts"
+STOPPED = (AccountState.PAUSED, AccountState.BANNED)
+
+
+def stop(ctx: Context, account_id: int, name: str, state: str, reason: str, note: str = "") -> None:
+    """The account sends nothing more until an operator resumes it (`paused`; `banned` for
+    good): an alert, its new state, and its movable deliveries moved to healthy peers, whose
+    lanes wake. `reason` is what `accounts list` shows; `note` adds detail to the alert."""
+    events.account_state(
+        name, state, reason, level=logging.ERROR, note=f"{note}; {MOVING}" if note else MOVING
+    )
+    runs.set_account_state(ctx.engine, account_id, state, reason)
+    for receiver in failover.move_movable(ctx.engine, account_id):
+        kick_lane(ctx, receiver)
+
+
+def unusable_config(
+    ctx: Context, account_id: int, name: str, state: str, problem: UserError
+) -> bool:
+    """The account's stored channel config cannot be used here (its channel's package is not
+    installed on this machine, an upgrade now refuses the config, a file it names is gone):
+    pause it with reason `config`, the problem in the alert. False when it was stopped
+    already (so each worker start and lane kick does not alert again)."""
+    if state in STOPPED:
+        return False
+    stop(ctx, account_id, name, AccountState.PAUSED, "config", note=str(problem))
+    return True

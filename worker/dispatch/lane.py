@@ -9,7 +9,6 @@ slot, after a last look, behind the fence (DESIGN 13, 15), and records the outco
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,21 +16,20 @@ from datetime import UTC
 
 from worker.channels.base import Channel, OutboundMessage
 from worker.channels.registry import build_channel
-from worker.dispatch import backlog, failover, health, outbox, runs
+from worker.dispatch import backlog, health, outbox, runs
 from worker.dispatch.caps import CapGuard
 from worker.dispatch.compose import Composer
 from worker.dispatch.courier import Courier, Item
 from worker.dispatch.fence import Fence, lane_lease_ms
 from worker.dispatch.keys import keys
-from worker.dispatch.kick import kick_lane
 from worker.dispatch.lease import Lease
 from worker.dispatch.outbox import Claimed, Outcome
 from worker.dispatch.pacers import policies
 from worker.dispatch.pacing import Pacer, Unpaced
 from worker.dispatch.sending import Stop
 from worker.dispatch.timing import SendTimer
+from worker.errors import UserError
 from worker.limiter import resolve_policy
-from worker.observability import events
 from worker.runtime import Context
 from worker.store.db import installation_id, tracking_secret
 from worker.store.models import AccountState, DeliveryState, utcnow
@@ -68,7 +66,11 @@ def run_lane(
     account = runs.load_account(ctx.engine, account_id)
     if account is None:
         return LaneResult(acquired=False)
-    channel = build_channel(account.channel, account.name, account.config)
+    try:
+        channel = build_channel(account.channel, account.name, account.config)
+    except UserError as exc:
+        health.unusable_config(ctx, account.id, account.name, account.state, exc)
+        return LaneResult(acquired=False)
     names = keys(ctx)
     ttl_ms = lane_lease_ms(ctx.settings, channel.send_timeout_s)
     lease = Lease(ctx.redis, names.lane(account_id), ttl_ms, clock=monotonic)
@@ -283,16 +285,7 @@ class Lane:
                 self.engine, self.account.id, max(stop.retry_after_s, 0.5), stop.reason
             )
             return
-        events.account_state(
-            self.account.name,
-            stop.account_state,
-            stop.reason,
-            level=logging.ERROR,
-            note="ALERT: moving its movable deliveries to other accounts",
-        )
-        runs.set_account_state(self.engine, self.account.id, stop.account_state, stop.reason)
-        for receiver in failover.move_movable(self.engine, self.account.id):
-            kick_lane(self.ctx, receiver)
+        health.stop(self.ctx, self.account.id, self.account.name, stop.account_state, stop.reason)
 
 
 __all__ = ["LaneResult", "run_lane"]

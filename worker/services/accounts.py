@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
@@ -209,3 +210,30 @@ def remove_account(engine: Engine, name: str) -> int:
         conn.execute(delete(tables.campaign_accounts).where(CA.account_id == account_id))
         conn.execute(delete(tables.accounts).where(A.id == account_id))
     return int(past)
+
+
+@dataclass(frozen=True)
+class Unusable:
+    """An account whose stored channel config this process cannot use, and why."""
+
+    id: int
+    name: str
+    state: str
+    problem: UserError
+
+
+def unusable_accounts(engine: Engine) -> list[Unusable]:
+    """Every account whose channel adapter cannot be built here from its stored config: its
+    channel's package missing on this machine, a config this version refuses, a file it
+    names gone. Building one validates it and opens no connection."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(A.id, A.name, A.state, A.channel, A.config).order_by(A.name)
+        ).all()
+    found = []
+    for account_id, name, state, channel, config in rows:
+        try:
+            build_channel(channel, name, dict(config or {})).close()
+        except UserError as exc:
+            found.append(Unusable(account_id, name, state, exc))
+    return found

@@ -20,7 +20,12 @@ from worker.config import Settings
 from worker.dispatch.heartbeat import live_workers
 from worker.runtime import Context
 from worker.services.doctor.database import check_database
-from worker.services.doctor.files import check_account_policies, check_policies, check_templates
+from worker.services.doctor.files import (
+    check_account_channels,
+    check_account_policies,
+    check_policies,
+    check_templates,
+)
 from worker.services.doctor.report import NO_WORKER, Finding, Report
 from worker.services.doctor.services import (
     check_mock_platforms,
@@ -51,6 +56,7 @@ def diagnose(settings: Settings) -> Report:
         findings.append(check_webhook_secret(settings))
         if engine is not None and schema_ok:
             findings += check_account_policies(engine, policies)
+            findings += check_account_channels(engine)
             findings += check_mock_platforms(engine)
     finally:
         if client is not None:

@@ -1,4 +1,4 @@
-"""The operator's files: rate-limit policies and templates."""
+"""The operator's files (rate-limit policies, templates) and what the accounts refer to."""
 
 from __future__ import annotations
 
@@ -53,6 +53,21 @@ def check_account_policies(engine: Engine, policies: dict[str, Policy] | None) -
     if not findings:
         findings.append(Finding("accounts", True, f"{len(rows)} accounts, each with its policy"))
     return findings
+
+
+def check_account_channels(engine: Engine) -> list[Finding]:
+    """Every account's stored channel config can be used on this machine (a worker pauses
+    one that cannot, with reason `config`)."""
+    from worker.services.accounts import unusable_accounts
+
+    fix = (
+        "install the channel's package here, or remove the account and add it again with a "
+        "valid --config; then `siyu accounts resume`"
+    )
+    return [
+        Finding("accounts", False, f"account {bad.name} ({bad.state}): {bad.problem}", fix)
+        for bad in unusable_accounts(engine)
+    ]
 
 
 def check_templates(directory: Path) -> list[Finding]:
