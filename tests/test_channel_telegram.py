@@ -42,7 +42,9 @@ from worker.channels.errors import (
 )
 from worker.channels.registry import build_channel
 from worker.channels.telegram import MAX_PARTS, PART_GAP_S, PART_LEN, TelegramChannel, split_text
+from worker.dispatch.sending import Stop, send_one
 from worker.errors import UserError
+from worker.store.models import DeliveryState
 
 TOKEN = "7012345678:AAFq3xZr-9Kd_2mVbN4wLs8TyPeHcJuGiOa"
 SECRET_HALF = TOKEN.partition(":")[2]
@@ -189,12 +191,18 @@ def test_a_long_text_goes_in_parts_in_order_one_second_apart(api: BotApi) -> Non
 
 
 @pytest.mark.parametrize(
-    "later",
-    [too_many_requests(1), refusal(403, BLOCKED), refusal(500, "Internal Server Error"), DROP],
-    ids=["429", "403", "500", "dropped"],
+    ("later", "stop", "opted_out"),
+    [
+        (too_many_requests(30), Stop("rate_limited", "cooldown", 30.0), None),
+        (refusal(403, BLOCKED), None, "blocked"),
+        (refusal(401, "Unauthorized"), Stop("sender_at_risk", "paused"), None),
+        (refusal(500, "Internal Server Error"), None, None),
+        (DROP, None, None),
+    ],
+    ids=["429", "403-blocked", "401", "500", "dropped"],
 )
-def test_a_later_part_failing_makes_the_message_unknown_with_the_first_part_once(
-    api: BotApi, later: Reply
+def test_a_later_part_failing_makes_the_message_unknown_and_still_takes_effect(
+    api: BotApi, later: Reply, stop: Stop | None, opted_out: str | None
 ) -> None:
     text = "\n".join(LINE.format(i) for i in range(7))
     api.then(Reply(), later)
@@ -203,6 +211,12 @@ def test_a_later_part_failing_makes_the_message_unknown_with_the_first_part_once
     assert "part 2 of 2" in str(caught.value)
     assert api.sent_to(CHAT) == ["\n".join(LINE.format(i) for i in range(4))]
     assert len(api.attempts) == 2 and api.duplicate_attempts == 0
+    # What the lane does with it: `unknown` (never resent), and the bot cools down for the
+    # 429's retry_after, the learner who blocked the bot is suppressed, a refused token pauses.
+    api.then(Reply(), later)
+    report = send_one(channel(api, pauses=[]), 7, 1, OutboundMessage(CHAT, text, "k-2"), 5)
+    assert report.outcome is not None and report.outcome.state == DeliveryState.UNKNOWN
+    assert (report.stop, report.opted_out) == (stop, opted_out)
 
 
 def test_a_line_longer_than_a_part_is_cut_at_its_last_space_else_hard() -> None:

@@ -79,4 +79,14 @@ class Transient(ChannelError):
 
 
 class DeliveryUnknown(ChannelError):
+    """`followed_by`: what the platform answered a later part of a message sent in parts,
+    after an earlier part went out. The message is ambiguous (never resent), yet the account
+    or the contact still takes that answer's consequence: a cooldown, a pause, an opt-out."""
+
     code = "delivery_unknown"
+
+    def __init__(
+        self, message: str = "delivery unknown", *, followed_by: ChannelError | None = None
+    ) -> None:
+        super().__init__(message)
+        self.followed_by = followed_by

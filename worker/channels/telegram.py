@@ -28,8 +28,11 @@ answers `{"ok": true, "result": {"message_id": N, ...}}`, or `{"ok": false, "err
 A text over 4096 characters goes as several messages, in order, to the same chat, one second
 apart (core.telegram.org/bots/faq: about one message per second to a chat, 20 a minute to a
 group, 30 a second per bot). If a later part fails, the learner already has the first: the
-message is `unknown`, never resent. The token never appears in a repr, a log line (httpx logs
-every URL, so its records pass `hide_in_http_logs`) or an error message, nor does the text or chat.
+message is `unknown`, never resent, while the failure still takes effect (a 429 cools the bot
+down, a block suppresses the learner, a refused token pauses the account).
+
+The token never appears in a repr, a log line (httpx logs every URL, so its records pass
+`hide_in_http_logs`) or an error message, nor does the text or chat.
 """
 
 from __future__ import annotations
@@ -125,7 +128,8 @@ class TelegramChannel(Channel):
                     raise
                 raise DeliveryUnknown(
                     f"{self._who()}: part {index + 1} of {len(parts)} failed ({exc.code}) "
-                    f"after {index} delivered; not resent"
+                    f"after {index} delivered; not resent",
+                    followed_by=exc,  # a 429 still cools the bot down, a block still suppresses
                 ) from exc
         return SendResult(",".join(ids))
 

@@ -114,18 +114,11 @@ def send_one(
         result = _send_with_retries(channel, message, before_retry)
     except NoRetrySlot:
         return SendReport(retry_later(delivery_id, attempts, max_attempts, "retry not sent"))
-    except RateLimited as exc:
-        back = Outcome(delivery_id, DeliveryState.PENDING, error=exc.code)
-        return SendReport(back, Stop("rate_limited", AccountState.COOLDOWN, exc.retry_after_s))
-    except SenderThrottled as exc:
-        back = Outcome(delivery_id, DeliveryState.PENDING, error=exc.code)
-        return SendReport(back, Stop("throttled", AccountState.COOLDOWN, 30.0))
-    except (SenderError, AuthExpired) as exc:
+    except (RateLimited, SenderThrottled, SenderError, AuthExpired) as exc:
         # The sender's problem, not the recipient's: the row waits, the account stops.
-        state = AccountState.BANNED if isinstance(exc, AccountBanned) else AccountState.PAUSED
-        log.warning("account %s stops: %s", channel.account, exc.code)
         return SendReport(
-            Outcome(delivery_id, DeliveryState.PENDING, error=exc.code), Stop(exc.code, state)
+            Outcome(delivery_id, DeliveryState.PENDING, error=exc.code),
+            _account_stop(channel, exc),
         )
     except OptedOut as exc:
         return SendReport(
@@ -143,14 +136,31 @@ def send_one(
             return SendReport(
                 Outcome(delivery_id, DeliveryState.FAILED, reason=exc.code, error=str(exc))
             )
+        outcome = _settle_ambiguous(channel, delivery_id, attempts, message, exc, max_attempts)
+        later = exc.followed_by if isinstance(exc, DeliveryUnknown) else None
         return SendReport(
-            _settle_ambiguous(channel, delivery_id, attempts, message, exc, max_attempts)
+            outcome,
+            _account_stop(channel, later) if later is not None else None,
+            opted_out=later.reason if isinstance(later, OptedOut) else None,
         )
     # A send the platform holds for a person's confirmation is followed up by the tick.
     reason = None if result.confirmed else AWAITING
     return SendReport(
         Outcome(delivery_id, DeliveryState.SENT, reason=reason, message_id=result.message_id)
     )
+
+
+def _account_stop(channel: Channel, exc: ChannelError) -> Stop | None:
+    """How the account stops after `exc` (None: it goes on)."""
+    if isinstance(exc, RateLimited):
+        return Stop("rate_limited", AccountState.COOLDOWN, exc.retry_after_s)
+    if isinstance(exc, SenderThrottled):
+        return Stop("throttled", AccountState.COOLDOWN, 30.0)
+    if isinstance(exc, SenderError | AuthExpired):
+        log.warning("account %s stops: %s", channel.account, exc.code)
+        state = AccountState.BANNED if isinstance(exc, AccountBanned) else AccountState.PAUSED
+        return Stop(exc.code, state)
+    return None
 
 
 def retry_later(delivery_id: int, attempts: int, max_attempts: int, error: str) -> Outcome:
