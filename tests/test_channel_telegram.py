@@ -125,6 +125,7 @@ CASES = {
     "400 other": Case(ChannelError, refusal(400, "Bad Request: can't parse entities")),
     "401 token": Case(SenderAtRisk, config={"token": "7012345678:" + "x" * 35}),
     "404 path": Case(SenderAtRisk, config={"api_base": "<fake>/wrong"}),
+    "302 redirect": Case(SenderAtRisk, Reply(302, {"ok": False})),
     "500": Case(DeliveryUnknown, refusal(500, "Internal Server Error")),
     "502": Case(DeliveryUnknown, refusal(502, "Bad Gateway")),
     "dropped": Case(DeliveryUnknown, DROP),

@@ -83,6 +83,8 @@ HTTP_DATE = "<30 s from now, as an HTTP date>"  # made when the test runs
         (Reply(503), Transient),
         (Reply(401), SenderAtRisk),
         (Reply(403, {"error": "account disabled"}), SenderAtRisk),
+        (Reply(301, headers={"Location": "https://gw.example.com/send"}), SenderAtRisk),
+        (Reply(307, headers={"Location": "https://gw.example.com/v2/send"}), SenderAtRisk),
         (Reply(400, {"error": "bad phone"}), ChannelError),
         (Reply(404), ChannelError),
         (Reply(422), ChannelError),

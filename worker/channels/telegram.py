@@ -20,6 +20,7 @@ answers `{"ok": true, "result": {"message_id": N, ...}}`, or `{"ok": false, "err
     other 4xx                           permanent for that message: failed
     401, 404 (a revoked or mistyped token)
                                         the account's credentials: the account is paused
+    3xx (api_base redirects)            nothing sent (not followed): the account is paused
     connection refused, connect timeout nothing was sent: retried with backoff
     5xx, a timeout after the request was written, a dropped connection
                                         ambiguous: `unknown`, never resent (Telegram has no
@@ -167,6 +168,8 @@ class TelegramChannel(Channel):
             return RecipientUnreachable(what)
         if status in (401, 404):
             return SenderAtRisk(f"{what}: Telegram refused this bot's token")
+        if 300 <= status < 400:  # not followed: a redirect sent nothing
+            return SenderAtRisk(f"{what}: api_base redirects; set it to where it points")
         if 400 <= status < 500:
             return ChannelError(what)
         return DeliveryUnknown(what)

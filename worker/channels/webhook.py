@@ -14,6 +14,8 @@ scheme with `webhook-id` = the idempotency key (the gateway verifies it with the
     429 (+ Retry-After)     rate limited: nothing was sent, the account cools down
     503                     not processed: retried with backoff
     401, 403                the account's credentials: the account is paused
+    3xx                     a redirect (not followed; nothing was processed): the account
+                            is paused until `url` names where it points
     other 4xx               permanent for that message: failed
     other 5xx, a timeout after the request was written, a dropped connection
                             ambiguous: settled by `GET lookup_url` (200 {"message_id"} sent,
@@ -147,6 +149,8 @@ class WebhookChannel(Channel):
             raise Transient(what)
         if status in (401, 403):
             raise SenderAtRisk(f"{what}: the gateway refused this account's credentials")
+        if 300 <= status < 400:  # not followed: a redirect processed nothing
+            raise SenderAtRisk(f"{what}: the gateway redirects; set url to where it points")
         if 400 <= status < 500:
             raise ChannelError(what)
         raise DeliveryUnknown(what)
