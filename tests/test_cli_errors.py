@@ -132,6 +132,21 @@ def test_an_unknown_channel_lists_the_known_ones(home: Path) -> None:
     assert contact_ids(home) == ["u1", "u2"]
 
 
+def test_a_malformed_config_pair_is_named_by_its_place_never_shown(home: Path) -> None:
+    token = "7012345678:AAF" + "q" * 32  # `token=` forgotten
+    result = run(
+        home, "accounts", "add", "tg", "--channel", "telegram",
+        "--config", "api_base=https://api.telegram.org", "--config", token,
+    )  # fmt: skip
+    assert_clean_error(result, "--config expects KEY=VALUE, got the 2nd one", "not shown")
+    assert token not in result.stderr + result.stdout and "AAF" not in result.stderr
+    shown = run(
+        home, "campaigns", "create", "c", "--segment", "s", "--template", "t", "--accounts", "a",
+        "--var", "x",
+    )  # fmt: skip
+    assert "--var expects KEY=VALUE, got 'x'" in shown.stderr, "a --var is no secret: shown"
+
+
 def test_an_unreachable_redis_is_one_clear_line(home: Path) -> None:
     assert create(home, "ok", "--var", "url=https://x.example.com").returncode == 0
     result = run(home, "campaigns", "start", "c1", env={"SIYU_REDIS_URL": "redis://127.0.0.1:1/0"})

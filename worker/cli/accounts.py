@@ -44,7 +44,7 @@ def add(
         channel,
         policy=policy,
         tz=tz,
-        config=parse_pairs(config, "--config"),
+        config=parse_pairs(config, "--config", secret=True),
         rate_limits_dir=get_settings().rate_limits_dir,
     )
     policy_note = f", policy {account.policy}" if account.policy else ""
