@@ -8,7 +8,7 @@ import base64
 import logging
 import socket
 from collections.abc import Iterator
-from email.message import EmailMessage
+from email.message import MIMEPart
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +73,7 @@ def channel(box: MailServer, **config: str) -> SmtpChannel:
     return made
 
 
-def text_of(part: EmailMessage) -> str:
+def text_of(part: MIMEPart) -> str:
     """A text part as a mail reader shows it (MIME text travels with CRLF line ends)."""
     return str(part.get_content()).replace("\r\n", "\n").strip("\n")
 
@@ -174,9 +174,52 @@ def test_an_html_document_goes_as_multipart_alternative_with_a_text_part(
     )
 
 
-def test_a_text_with_tags_inside_is_still_plain(box: MailServer) -> None:
-    channel(box).send(OutboundMessage(TO, "a <b> is not HTML", "siyu-i1-7-45", "spring", "s"))
-    assert box.attempts[0].message.get_content_type() == "text/plain"
+@pytest.mark.parametrize(
+    ("html", "text"),
+    [
+        ("<p>王同学，开课啦</p>", "王同学，开课啦"),
+        ("<div>开课啦</div><div>周一</div>", "开课啦\n\n周一"),
+        ("<table><tr><td>周一</td></tr><tr><td>周三</td></tr></table>", "周一\n\n周三"),
+        ("<body><h2>开课啦</h2></body>", "开课啦"),
+        ("<!-- preheader --><p>开课啦</p>", "开课啦"),
+        ("\ufeff<!DOCTYPE html><html><body><p>开课啦</p></body></html>", "开课啦"),
+        ("\n  <!doctype HTML>\n<p>开课啦</p>", "开课啦"),
+        ("<H1 class=\"t\">开课啦</H1>", "开课啦"),
+        ('<a href="https://edu.example.com/py">报名</a>', "报名 (https://edu.example.com/py)"),
+        ("<strong>开课啦</strong><br>周一", "开课啦\n周一"),
+        ("<span>开课啦</span>", "开课啦"),
+    ],
+    ids=["p", "div", "table", "body", "comment", "bom-doctype", "space-doctype", "upper-h1",
+         "a", "strong-br", "span"],
+)  # fmt: skip
+def test_a_text_that_opens_like_html_goes_as_html_with_a_text_part(
+    box: MailServer, html: str, text: str
+) -> None:
+    channel(box).send(OutboundMessage(TO, html, "siyu-i1-7-45", "spring", "s"))
+    mail = box.attempts[0].message
+    assert mail.get_content_type() == "multipart/alternative"
+    plain, sent = mail.iter_parts()
+    assert text_of(plain) == text and "<" not in text_of(plain)
+    assert text_of(sent) == html.removeprefix("\ufeff").strip("\n")
+
+
+@pytest.mark.parametrize(
+    "plain",
+    [
+        "a <b> is not HTML",
+        "<3 想你了",
+        "a<b 时 b>a",
+        "<<Python 入门>> 开课啦",
+        "<html5 课程> 下周开课",
+        "<b 还没写完",
+        "<python> 课程",
+        "< p>不是标签</p>",
+    ],
+)
+def test_a_text_that_does_not_open_like_html_stays_plain(box: MailServer, plain: str) -> None:
+    channel(box).send(OutboundMessage(TO, plain, "siyu-i1-7-45", "spring", "s"))
+    mail = box.attempts[0].message
+    assert mail.get_content_type() == "text/plain" and text_of(mail) == plain
 
 
 GREETING_421 = "421 4.3.2 Service not available, closing transmission channel"
@@ -198,13 +241,40 @@ GREETING_421 = "421 4.3.2 Service not available, closing transmission channel"
         ),
         ("rcpt", "551 5.1.6 User not local; please try <x@example.net>", RecipientUnreachable),
         ("rcpt", "553 5.1.3 Bad recipient address syntax", RecipientUnreachable),
+        ("rcpt", "550 5.1.2 Recipient address rejected: Domain not found", RecipientUnreachable),
+        ("rcpt", "556 5.1.10 Recipient address has null MX", RecipientUnreachable),
+        ("rcpt", "550 5.2.1 Mailbox disabled, not accepting messages", RecipientUnreachable),
+        ("rcpt", "550 No such user here", RecipientUnreachable),
+        ("rcpt", "553 Requested action not taken: mailbox name not allowed", RecipientUnreachable),
         ("rcpt", "450 4.2.1 Mailbox busy", Transient),
         ("rcpt", "452 4.5.3 Too many recipients", Transient),
-        ("rcpt", "554 5.7.1 Relay access denied", ChannelError),
+        ("rcpt", "550 5.7.1 Relaying denied", SenderAtRisk),
+        (
+            "rcpt",
+            "550 5.7.1 Service unavailable; Client host [192.0.2.7] blocked using zen.spamhaus.org",
+            SenderAtRisk,
+        ),
+        (
+            "rcpt",
+            "553 5.7.1 <courses@example.com>: Sender address rejected: not logged in",
+            SenderAtRisk,
+        ),
+        ("rcpt", "554 5.7.1 Relay access denied", SenderAtRisk),
+        ("rcpt", "553 5.1.7 The sender address is invalid", SenderAtRisk),
+        ("rcpt", "550 5.1.8 Sender address rejected: Domain not found", SenderAtRisk),
+        ("rcpt", "552 5.2.2 Mailbox full", ChannelError),
+        ("rcpt", "554 Transaction failed", ChannelError),
         ("data", "451 4.3.0 Error: queue file write error", Transient),
         ("data", "452 4.3.1 Insufficient system storage", Transient),
         ("data", "554 5.7.1 Message rejected as spam", ChannelError),
+        ("data", "550 5.7.1 Message contains a virus", ChannelError),
         ("data", "552 5.3.4 Message size exceeds fixed limit", ChannelError),
+        (
+            "data",
+            "550-5.7.26 This mail has been blocked because the sender is unauthenticated.\r\n"
+            "550 5.7.26 DMARC policy of example.com: SPF and DKIM do not pass",
+            SenderAtRisk,
+        ),
         ("data", ACCEPT_THEN_DROP, DeliveryUnknown),
         ("data", Late(4), DeliveryUnknown),
     ],
@@ -213,7 +283,7 @@ GREETING_421 = "421 4.3.2 Service not available, closing transmission channel"
         if isinstance(v, Late)
         else "accept-then-drop"
         if v == ACCEPT_THEN_DROP
-        else v.split()[0]
+        else "-".join(v.split()[:2])
         if isinstance(v, str)
         else v.__name__
     ),
@@ -386,6 +456,18 @@ def test_tls_asked_of_a_server_without_it_pauses_the_account(
             "config ca_file needs security=starttls or ssl",
         ),
         ({"host": "h", "port": "587", "from": FROM, "timeout_s": "0"}, "timeout_s must be"),
+        (
+            {
+                "host": "smtp.example.com",
+                "port": "25",
+                "from": FROM,
+                "security": "none",
+                "username": USER,
+                "password": PASSWORD,
+            },
+            "security=none would send the password in clear to smtp.example.com; use "
+            "security=starttls (port 587) or security=ssl (port 465)",
+        ),
         ({"host": "h", "port": "587", "from": FROM, "token": "x"}, "unknown config key(s) token"),
     ],
 )
@@ -405,6 +487,34 @@ def test_a_ca_file_that_holds_no_certificate_is_refused(tmp_path: Path) -> None:
     config = {"host": "h", "port": "587", "from": FROM, "ca_file": str(bad)}
     with pytest.raises(UserError, match="holds no PEM certificate"):
         build_channel("smtp", "mail-1", config)
+
+
+@pytest.mark.parametrize(
+    ("host", "credentials", "allowed"),
+    [
+        ("localhost", True, True),
+        ("LOCALHOST.", True, True),
+        ("127.0.0.1", True, True),
+        ("127.0.0.53", True, True),
+        ("::1", True, True),
+        ("smtp.example.com", True, False),
+        ("localhost.example.com", True, False),
+        ("192.168.1.10", True, False),
+        ("smtp.example.com", False, True),  # no password, nothing to leak
+    ],
+)
+def test_a_password_goes_in_clear_only_to_a_relay_on_this_machine(
+    host: str, credentials: bool, allowed: bool
+) -> None:
+    config = {"host": host, "port": "25", "from": FROM, "security": "none"}
+    if credentials:
+        config |= {"username": USER, "password": PASSWORD}
+    if allowed:
+        made = build_channel("smtp", "mail-1", config)
+        assert isinstance(made, SmtpChannel) and made.security == "none"
+    else:
+        with pytest.raises(UserError, match="security=none would send the password in clear"):
+            build_channel("smtp", "mail-1", config)
 
 
 @pytest.mark.parametrize(("port", "security"), [("465", "ssl"), ("587", "starttls")])

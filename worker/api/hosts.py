@@ -1,4 +1,5 @@
-"""Which addresses only this machine reaches: where the operator API may go without a token."""
+"""Which addresses only this machine reaches: where the operator API may go without a token,
+and where an SMTP password may travel in clear."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ def is_loopback(host: str | None) -> bool:
 
     Any other name, or none (a unix socket peer), may be anyone.
     """
-    if host == "localhost":
+    if host is not None and host.lower().rstrip(".") == "localhost":
         return True
     try:
         return host is not None and ipaddress.ip_address(host).is_loopback

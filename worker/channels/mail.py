@@ -24,7 +24,16 @@ from worker.channels.base import OutboundMessage
 POLICY = policy.SMTP.clone(cte_type="7bit")
 # A reply to a learner has no campaign and so no subject of its own.
 REPLY_SUBJECT = "Re: 您的消息"
-HTML_STARTS = ("<!doctype html", "<html")
+# What an HTML message opens with, after a BOM and white space: a doctype, a comment, or a
+# whole start tag (`>` included) of a common element; `<3` or `a<b` stay plain text.
+HTML_ELEMENTS = (
+    "html head body style meta title div p table center section article header footer main "
+    "h1 h2 h3 h4 h5 h6 ul ol span a img br b strong em i font"
+)
+HTML_START = re.compile(
+    rf"[\s\ufeff]*<(?:!doctype\s+html|!--|(?:{'|'.join(HTML_ELEMENTS.split())})(?:\s[^<>]*)?/?>)",
+    re.IGNORECASE,
+)
 ONE_CLICK = "List-Unsubscribe=One-Click"
 
 
@@ -76,8 +85,9 @@ def build(message: OutboundMessage, to: str, sender: Sender) -> EmailMessage:
     if message.campaign is not None:
         _list_unsubscribe(mail, sender, message.unsubscribe_url)
     if is_html(message.text):
-        mail.set_content(html_to_text(message.text))
-        mail.add_alternative(message.text, subtype="html")
+        html = message.text.removeprefix("\ufeff")  # an editor's BOM: no reader wants it
+        mail.set_content(html_to_text(html))
+        mail.add_alternative(html, subtype="html")
     else:
         mail.set_content(message.text)
     return mail
@@ -95,8 +105,9 @@ def _list_unsubscribe(mail: EmailMessage, sender: Sender, url: str | None) -> No
 
 
 def is_html(text: str) -> bool:
-    """An HTML message is a whole document: it starts with `<!DOCTYPE html` or `<html`."""
-    return text.lstrip()[:16].lower().startswith(HTML_STARTS)
+    """An HTML message opens like HTML (`HTML_START`): a document, or a fragment such as
+    `<p>...</p>` that a mail reader would otherwise show with its tags."""
+    return HTML_START.match(text) is not None
 
 
 def html_to_text(document: str) -> str:

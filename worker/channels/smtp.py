@@ -14,13 +14,14 @@ receiver that deduplicates by Message-ID sees a retry as the same message. Campa
 carries `List-Unsubscribe` (RFC 2369): `<mailto:{from}?subject=unsubscribe>` and, when the
 installation serves one (`SIYU_PUBLIC_URL`, `SIYU_UNSUBSCRIBE_SECRET`), the recipient's own
 `/u/{token}` link, with `List-Unsubscribe-Post: List-Unsubscribe=One-Click` (RFC 8058) when
-that link is https. A text that starts with `<!DOCTYPE html` or `<html` goes as
-`multipart/alternative` (a plain text part derived from the HTML, then the HTML); any other
-text as `text/plain`.
+that link is https. A text that opens like HTML (`mail.is_html`: after a BOM and white space,
+`<!DOCTYPE html`, `<!--` or the start tag of a common element such as `<html>`, `<p>`, `<div>`
+or `<table>`) goes as `multipart/alternative` (a plain text part derived from the HTML, then
+the HTML); any other text as `text/plain`.
 
 One connection per account lane, kept across its sends and opened again when the server
 closed it. What the server answers (reply codes: RFC 5321 4.2; enhanced codes such as 5.1.1
-"bad destination mailbox": RFC 3463):
+"bad destination mailbox": RFC 3463, read at the start of a 5xx reply's text):
 
     connection refused, timed out or lost before
     the whole message was written                   Transient: retried with backoff
@@ -28,11 +29,28 @@ closed it. What the server answers (reply codes: RFC 5321 4.2; enhanced codes su
     5xx greeting or EHLO, 535 at AUTH, no STARTTLS
     or AUTH offered, a TLS certificate or protocol
     failure, 5xx to MAIL FROM (the sender refused)  SenderAtRisk: the account pauses
-    550, 551, 553 to RCPT TO (no such mailbox)      RecipientUnreachable: failed
+    5xx 5.7.x to RCPT TO (relaying denied, a
+    blocklisted IP, AUTH needed) or 5.1.7, 5.1.8
+    (a bad sender address)                          SenderAtRisk
+    5xx 5.1.x to RCPT TO (5.1.1 no such mailbox,
+    5.1.2 no such domain, 5.1.10 null MX) or 5.2.1
+    (mailbox disabled); 550, 551, 553 to RCPT TO
+    without an enhanced code                        RecipientUnreachable: failed
+    5xx 5.7.20 to 5.7.27 to DATA or end of data
+    (RFC 7372: the sender's SPF, DKIM, DMARC or
+    reverse DNS fails)                              SenderAtRisk
     any other 5xx (RCPT TO, DATA, end of data)      ChannelError: failed
     no final reply after the whole message was
     written (a drop or the timeout)                 DeliveryUnknown: `unknown`, never resent
                                                     (SMTP offers no lookup)
+
+The server is usually the account's own submission server: a policy refusal (5.7.x) at RCPT TO
+is about the account's standing there, and would refuse every contact alike, so the account
+pauses. At DATA or end of data, a 5.7.x other than RFC 7372's (mostly 5.7.1: the content
+judged spam or a virus) fails only that message: the next message may pass.
+
+`security=none` with a username and password would send the password in clear: it is refused
+at config time unless `host` is `localhost` or a loopback address (a local relay).
 
 The password never appears in a repr, a log line or an error message: smtplib's debug output
 stays off, and a server reply quoted in an error has the password and the recipient's address
@@ -52,6 +70,7 @@ from functools import cache, partial
 from pathlib import Path
 from typing import Any, ClassVar
 
+from worker.api.hosts import is_loopback
 from worker.channels import mail
 from worker.channels.base import Channel, OutboundMessage, SendResult
 from worker.channels.errors import (
@@ -67,6 +86,10 @@ from worker.errors import UserError
 DEFAULT_TIMEOUT_S = 30.0
 SECURITY = ("starttls", "ssl", "none")
 NO_MAILBOX = frozenset({550, 551, 553})  # RFC 5321 4.2.2: mailbox unavailable or not allowed
+# RFC 3463's class.subject.detail at the start of a 5xx reply's text (its class is 5 too).
+ENHANCED = re.compile(r"5\.(\d{1,3})\.(\d{1,3})(?!\S)")
+BAD_SENDER = frozenset({(1, 7), (1, 8)})  # 5.1.7, 5.1.8: the sender's address, not the contact's
+SENDER_AUTH = range(20, 28)  # RFC 7372 5.7.20-5.7.27: the sender's SPF, DKIM, DMARC, rDNS, MX
 MAIL_FROM, RCPT_TO, DATA, END = "MAIL FROM", "RCPT TO", "DATA", "the end of data"
 MESSAGE = "the message"  # written, not asked: only a lost connection can go wrong
 Reply = tuple[int, bytes]
@@ -144,6 +167,11 @@ class SmtpChannel(Channel):
         self.sender = parsed
         self.security = _security(account, self.config.get("security"), self.port)
         self.credentials = _credentials(account, self.config)
+        if self.credentials is not None and self.security == "none" and not is_loopback(self.host):
+            raise UserError(
+                f"account {account!r}: config security=none would send the password in clear "
+                f"to {self.host}; use security=starttls (port 587) or security=ssl (port 465)"
+            )
         self.tls = _tls_context(account, self.security, self.config.get("ca_file"))
         self.timeout_s = timeout_seconds(account, self.config.get("timeout_s", DEFAULT_TIMEOUT_S))
         self._conn: smtplib.SMTP | None = None
@@ -229,13 +257,14 @@ class SmtpChannel(Channel):
         what = f"{self._who()}: {stage} answered {code} {reply}".rstrip()
         if 400 <= code < 500:
             return Transient(what)
-        if 500 <= code < 600 and stage == MAIL_FROM:
+        if not 500 <= code < 600:
+            return DeliveryUnknown(what) if stage == END else Transient(what)
+        if stage == MAIL_FROM:
             return SenderAtRisk(f"{what} (the server refuses this sender)")
-        if stage == RCPT_TO and code in NO_MAILBOX:
-            return RecipientUnreachable(what)
-        if 500 <= code < 600:
-            return ChannelError(what)
-        return DeliveryUnknown(what) if stage == END else Transient(what)
+        refused = _refused(stage, code, reply)
+        if refused is SenderAtRisk:
+            return SenderAtRisk(f"{what} (the server refuses this sender, not this contact)")
+        return refused(what)
 
     def _reset(self, conn: smtplib.SMTP, deadline: _Deadline) -> None:
         """Abandon the refused transaction and keep the connection, or drop it."""
@@ -328,6 +357,24 @@ class SmtpChannel(Channel):
 
     def _who(self) -> str:
         return f"smtp account {self.account!r}"
+
+
+def _refused(stage: str, code: int, reply: str) -> type[ChannelError]:
+    """Whose problem a 5xx after MAIL FROM is (the module docstring's table), by its enhanced
+    code when it has one: the basic code alone cannot tell "no such mailbox" from "relaying
+    denied", both are often 550."""
+    found = ENHANCED.match(reply)
+    enhanced = (int(found[1]), int(found[2])) if found else None
+    if stage != RCPT_TO:
+        sender_auth = enhanced is not None and enhanced[0] == 7 and enhanced[1] in SENDER_AUTH
+        return SenderAtRisk if sender_auth else ChannelError
+    if enhanced is None:
+        return RecipientUnreachable if code in NO_MAILBOX else ChannelError
+    if enhanced[0] == 7 or enhanced in BAD_SENDER:
+        return SenderAtRisk
+    if enhanced[0] == 1 or enhanced == (2, 1):
+        return RecipientUnreachable
+    return ChannelError
 
 
 def _write(conn: smtplib.SMTP, payload: bytes) -> Reply:
