@@ -237,6 +237,13 @@ def test_a_template_name_may_be_given_with_its_suffix(make: Make, templates: Pat
     assert (renderer.render(ZHANG), renderer.display_path) == ("hi", "templates/welcome.j2")
 
 
+def test_a_byte_order_mark_an_editor_saved_is_not_part_of_the_message(templates: Path) -> None:
+    # Windows Notepad starts UTF-8 files with one; a `Subject:` line must still come first.
+    (templates / "bom.j2").write_bytes("\ufeffSubject: 开课啦\n{{ contact.name }}同学".encode())
+    renderer = MessageRenderer(templates, "bom", {}, campaign="c", channel="m", tracking_secret="s")
+    assert renderer.render(ZHANG) == "Subject: 开课啦\n张伟同学"
+
+
 def test_a_template_that_is_not_utf8_is_named(templates: Path) -> None:
     (templates / "gbk.j2").write_bytes("你好".encode("gbk"))
     error = raised(

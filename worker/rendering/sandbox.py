@@ -58,7 +58,7 @@ def templates_root(templates_dir: Path) -> Path:
 def environment(root: Path) -> jinja2.Environment:
     """One sandbox per templates dir; its cache recompiles a template whose file changed."""
     return _Sandbox(
-        loader=jinja2.FileSystemLoader(root, encoding="utf-8"),
+        loader=jinja2.FileSystemLoader(root, encoding="utf-8-sig"),
         undefined=jinja2.StrictUndefined,
         autoescape=False,
         trim_blocks=True,
