@@ -5,6 +5,7 @@ documented answer mapped, and the secret shown nowhere."""
 from __future__ import annotations
 
 import json
+import logging
 import socket
 from collections.abc import Iterator
 from dataclasses import replace
@@ -180,3 +181,18 @@ def test_the_secret_is_not_in_the_repr(gateway: Gateway) -> None:
     assert SECRET not in repr(sender) and "'secret': '***'" in repr(sender)
     assert sender.redact(f"oops {SECRET}") == "oops ***"
     assert json.dumps(sender.config)  # the stored config still holds it, for sending
+
+
+def test_a_password_in_the_gateway_url_is_masked_in_httpx_request_lines(
+    gateway: Gateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A gateway behind basic auth: httpx logs each request line with its URL.
+    url = gateway.url.replace("http://", "http://siyu:gw-basic-pass@")
+    lookup = gateway.lookup_url.replace("http://", "http://siyu:gw-basic-pass@")
+    sender = channel(gateway, url=url, lookup_url=lookup)
+    with caplog.at_level(logging.DEBUG):
+        sender.send(MESSAGE)
+        sender.lookup(MESSAGE.idempotency_key)
+    lines = "\n".join(record.getMessage() for record in caplog.records)
+    assert "http://siyu:***@127.0.0.1" in lines, "the request lines are there, masked"
+    assert "gw-basic-pass" not in lines

@@ -19,6 +19,9 @@ DEFAULT_TIMEOUT_S = 10.0
 
 # Failures before the request could reach the platform: nothing was sent.
 NOT_SENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+# The password of a URL's `user:password@` (a gateway behind basic auth), which httpx would
+# log with the request line.
+URL_PASSWORD = re.compile(r"(://[^/\s:@]+:)[^/\s@]+(?=@)")
 
 
 def http_url(account: str, key: str, value: object) -> str:
@@ -58,6 +61,7 @@ def http_client(
     """The account's client, with the timeouts of its `timeout_s` config (default
     `DEFAULT_TIMEOUT_S`), and the longest one request can take."""
     timeout_s = timeout_seconds(channel.account, channel.config.get("timeout_s", DEFAULT_TIMEOUT_S))
+    hide_in_http_logs(URL_PASSWORD)
     timeout, request_s = timeouts(timeout_s)
     client = httpx.Client(
         base_url=base_url,
