@@ -82,6 +82,7 @@ HTTP_DATE = "<30 s from now, as an HTTP date>"  # made when the test runs
         (Reply(429, headers={"Retry-After": HTTP_DATE}), RateLimited),
         (Reply(429), RateLimited),
         (Reply(503), Transient),
+        (Reply(503, headers={"Retry-After": "7"}), RateLimited),
         (Reply(401), SenderAtRisk),
         (Reply(403, {"error": "account disabled"}), SenderAtRisk),
         (Reply(301, headers={"Location": "https://gw.example.com/send"}), SenderAtRisk),

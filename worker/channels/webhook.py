@@ -12,7 +12,8 @@ scheme with `webhook-id` = the idempotency key (the gateway verifies it with the
 
     2xx {"message_id"}      sent (no message_id: sent, known by its idempotency key)
     429 (+ Retry-After)     rate limited: nothing was sent, the account cools down
-    503                     not processed: retried with backoff
+    503                     not processed: retried with backoff; with a Retry-After, the
+                            account cools down that long first, as for a 429
     401, 403                the account's credentials: the account is paused
     3xx                     a redirect (not followed; nothing was processed): the account
                             is paused until `url` names where it points
@@ -142,11 +143,11 @@ class WebhookChannel(Channel):
     def _raise_for(self, response: httpx.Response) -> NoReturn:
         status = response.status_code
         what = f"{self._who()}: HTTP {status}"
+        waited = retry_after_s(response.headers, datetime.now(UTC))
         if status == 429:
-            waited = retry_after_s(response.headers, datetime.now(UTC))
             raise RateLimited(what, retry_after_s=1.0 if waited is None else waited)
-        if status == 503:
-            raise Transient(what)
+        if status == 503:  # overloaded; with a Retry-After, it says for how long
+            raise Transient(what) if waited is None else RateLimited(what, retry_after_s=waited)
         if status in (401, 403):
             raise SenderAtRisk(f"{what}: the gateway refused this account's credentials")
         if 300 <= status < 400:  # not followed: a redirect processed nothing
