@@ -1,7 +1,8 @@
 """The `wecom` channel against a faithful local WeCom (`tests/support/wecom_api.py`): real HTTP
 on loopback, every documented errcode mapped, the access token cached and renewed once however
 many threads find it expired, customer-mode tasks followed through every page of results, and
-neither the secret nor a token shown anywhere."""
+neither the secret nor a token shown anywhere. The errcode tables run against every call:
+message/send, add_msg_template, get_groupmsg_send_result and cancel_groupmsg_send."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from tests.support.wecom_api import (
     DROP,
     EXPIRE,
     PASS,
+    Answer,
     Errcode,
     HttpStatus,
     Late,
@@ -35,7 +37,7 @@ from worker.channels.errors import (
     Transient,
 )
 from worker.channels.registry import build_channel
-from worker.channels.wecom import WecomChannel
+from worker.channels.wecom import MAX_RESULT_PAGES, SharedToken, WecomChannel
 from worker.errors import UserError
 
 SECRET = "hVm3Q1fXo0c-3sSa9Uq4y1Zb7nJ2kT8eR5wP6dL0gAq"
@@ -188,13 +190,36 @@ def test_one_token_serves_many_sends_and_every_account_of_the_app(wecom: WecomAp
     assert len(wecom.messages) == 10
 
 
-def test_a_token_is_renewed_shortly_before_expires_in_runs_out(wecom: WecomApi) -> None:
-    wecom.expires_in = 300  # no longer than the renewal margin: stale on arrival
+@pytest.mark.parametrize(
+    ("expires_in_s", "fresh_s"), [(7200, 6900), (600, 300), (300, 150), (2, 1)], ids=str
+)
+def test_a_token_is_renewed_five_minutes_early_but_kept_for_half_its_life(
+    expires_in_s: int, fresh_s: float
+) -> None:
+    now = [1000.0]
+    token = SharedToken(clock=lambda: now[0])
+    fetched: list[str] = []
+
+    def fetch() -> tuple[str, float]:
+        fetched.append(f"t{len(fetched) + 1}")
+        return fetched[-1], float(expires_in_s)
+
+    assert token.current(fetch) == "t1"
+    now[0] += fresh_s - 0.001
+    assert token.current(fetch) == "t1", "still fresh"
+    now[0] += 0.001
+    assert token.current(fetch) == "t2", "renewed once fresh_s is over"
+
+
+def test_a_token_wecom_gives_with_little_life_left_serves_more_than_one_call(
+    wecom: WecomApi,
+) -> None:
+    wecom.expires_in = 300  # no more than the renewal margin: kept for half of it
     sender = channel(wecom)
     sender.send(message("zhangsan", "一"))
     sender.send(message("zhangsan", "二"))
-    assert wecom.token_fetches == 2
-    assert [a.errcode for a in wecom.calls("message/send")] == [0, 0], "never used stale"
+    assert wecom.token_fetches == 1
+    assert [a.errcode for a in wecom.calls("message/send")] == [0, 0]
 
 
 @pytest.mark.parametrize("refusal", [EXPIRE, Errcode(40014), Errcode(41001)], ids=str)
@@ -275,73 +300,143 @@ def test_a_customer_send_is_a_task_that_waits_for_the_member(wecom: WecomApi) ->
 
 def test_confirmations_map_every_status_across_pages(wecom: WecomApi) -> None:
     wecom.page_size = 2
-    sender = customer_channel(wecom)
-    batch = [message(c, key=f"k{c}") for c in sorted(CUSTOMERS)]
-    outcomes = sender.send_many(batch)
-    msgid = next(iter(wecom.tasks))
-    assert outcomes == [SendResult(msgid, confirmed=False)] * 7
-    wecom.confirm(msgid, {"wmAAAA0002": 2, "wmAAAA0003": 3, "wmAAAA0004": 0})
-    found = sender.confirmations(msgid)
+    msgid = wecom.add_task(sorted(CUSTOMERS))
+    wecom.confirm(msgid, {"wmAAAA0002": 2, "wmAAAA0003": 3, "wmAAAA0004": 0, "wmAAAA0005": 9})
+    found = customer_channel(wecom).confirmations(msgid)
     assert set(found) == CUSTOMERS
     assert found["wmAAAA0001"] == found["wmAAAA0007"] == SendResult(msgid)
     assert type(found["wmAAAA0002"]) is RecipientUnreachable
     assert type(found["wmAAAA0003"]) is RecipientError
     assert "already received another mass message" in str(found["wmAAAA0003"])
     assert found["wmAAAA0004"] is None
+    assert type(found["wmAAAA0005"]) is ChannelError and "status 9" in str(found["wmAAAA0005"])
     queries = wecom.calls("externalcontact/get_groupmsg_send_result")
     assert [q.body["cursor"] for q in queries] == ["", "2", "4", "6"]
     assert {q.body["userid"] for q in queries} == {"zhangsan"}
+    assert {q.body["limit"] for q in queries} == {1000}
 
 
-def test_send_many_sends_identical_texts_as_one_task(wecom: WecomApi) -> None:
+def test_results_that_repeat_a_cursor_are_transient_not_an_endless_loop(
+    wecom: WecomApi,
+) -> None:
+    page = {"errcode": 0, "errmsg": "ok", "next_cursor": "c1", "send_list": []}
+    wecom.then("externalcontact/get_groupmsg_send_result", Answer(page), Answer(page))
+    with pytest.raises(Transient, match="repeated an earlier next_cursor"):
+        customer_channel(wecom).confirmations("msgGCA000001")
+    assert len(wecom.calls("externalcontact/get_groupmsg_send_result")) == 2
+
+
+def test_results_of_more_pages_than_a_task_fills_are_transient(wecom: WecomApi) -> None:
+    wecom.page_size = 1  # WeCom ignoring `limit`: one customer a page, each cursor new
+    msgid = wecom.add_task([f"wmBBBB{i:04d}" for i in range(MAX_RESULT_PAGES + 1)])
+    with pytest.raises(Transient, match=f"more than {MAX_RESULT_PAGES} pages"):
+        customer_channel(wecom).confirmations(msgid)
+    assert len(wecom.calls("externalcontact/get_groupmsg_send_result")) == MAX_RESULT_PAGES
+    wecom.page_size = 1000
+    assert len(customer_channel(wecom).confirmations(msgid)) == MAX_RESULT_PAGES + 1
+
+
+NO_MSGID = Answer({"errcode": 0, "errmsg": "ok", "fail_list": []})
+FAIL_LIST = Answer({"errcode": 0, "errmsg": "ok", "fail_list": ["wmAAAA0001"], "msgid": "m1"})
+
+
+@pytest.mark.parametrize(
+    ("step", "raised"),
+    [
+        (Errcode(84061), RecipientUnreachable),
+        (Errcode(40096), RecipientUnreachable),
+        (FAIL_LIST, RecipientUnreachable),
+        (Errcode(48002), SenderAtRisk),
+        (Errcode(-1), Transient),
+        (Errcode(45009), RateLimited),
+        (Errcode(45033), RateLimited),
+        (Errcode(99999), ChannelError),
+        (NO_MSGID, DeliveryUnknown),
+        (HttpStatus(502), DeliveryUnknown),
+        (ACCEPT_THEN_DROP, DeliveryUnknown),
+    ],
+    ids=str,
+)
+def test_every_customer_task_errcode_maps_to_its_outcome(
+    wecom: WecomApi, step: Step, raised: type[ChannelError]
+) -> None:
+    wecom.then("externalcontact/add_msg_template", step)
+    with pytest.raises(ChannelError) as caught:
+        customer_channel(wecom).send(message("wmAAAA0001"))
+    assert type(caught.value) is raised, caught.value
+    if isinstance(caught.value, RateLimited):
+        assert isinstance(step, Errcode)
+        assert caught.value.retry_after_s == {45009: 60.0, 45033: 5.0}[step.code]
+    text = str(caught.value)
+    if isinstance(step, Errcode):
+        assert f"errcode {step.code}" in text
+    if step == NO_MSGID:
+        assert "without a msgid" in text and "cannot follow it up" in text
+    assert SECRET not in text and "wmAAAA0001" not in text and "王同学" not in text
+    assert len(wecom.calls("externalcontact/add_msg_template")) == 1, "never tried twice"
+
+
+@pytest.mark.parametrize(
+    ("step", "raised"),
+    [
+        (Errcode(-1), Transient),
+        (Errcode(45009), RateLimited),
+        (Errcode(45033), RateLimited),
+        (Errcode(48002), SenderAtRisk),
+        (HttpStatus(502), Transient),
+        (DROP, Transient),
+    ],
+    ids=str,
+)
+@pytest.mark.parametrize("api", ["get_groupmsg_send_result", "cancel_groupmsg_send"])
+def test_every_errcode_of_a_results_query_or_a_withdrawal_propagates(
+    wecom: WecomApi, api: str, step: Step, raised: type[ChannelError]
+) -> None:
     sender = customer_channel(wecom)
-    texts = ["甲", "乙", "甲", "甲", "乙", "甲"]
-    batch = [message(f"wmAAAA000{i + 1}", t, f"k{i}") for i, t in enumerate(texts)]
-    batch[5] = message("wmGONE", "甲", "k5")  # not (or no longer) the sender's customer
-    outcomes = sender.send_many(batch)
-    tasks = wecom.calls("externalcontact/add_msg_template")
-    assert [(t.body["text"]["content"], t.body["external_userid"]) for t in tasks] == [
-        ("甲", ["wmAAAA0001", "wmAAAA0003", "wmAAAA0004", "wmGONE"]),
-        ("乙", ["wmAAAA0002", "wmAAAA0005"]),
-    ]
-    first, second = wecom.tasks
-    assert [o.message_id for o in outcomes[:5] if isinstance(o, SendResult)] == [
-        first, second, first, first, second,
-    ]  # fmt: skip
-    assert type(outcomes[5]) is RecipientUnreachable, "listed in fail_list"
+    msgid = sender.send(message("wmAAAA0001")).message_id
+    wecom.then(f"externalcontact/{api}", step)
+    with pytest.raises(ChannelError) as caught:
+        sender.confirmations(msgid) if api.startswith("get") else sender.withdraw(msgid)
+    assert type(caught.value) is raised, caught.value
+    assert api in str(caught.value) or "WeCom" in str(caught.value)
+    assert len(wecom.calls(f"externalcontact/{api}")) == 1
 
 
-def test_a_task_holds_at_most_max_per_task_recipients(wecom: WecomApi) -> None:
+@pytest.mark.parametrize("refusal", [EXPIRE, Errcode(40014), Errcode(41001)], ids=str)
+@pytest.mark.parametrize("api", ["add_msg_template", "get_groupmsg_send_result",
+                                 "cancel_groupmsg_send"])  # fmt: skip
+def test_a_refused_token_is_renewed_once_for_every_customer_call(
+    wecom: WecomApi, api: str, refusal: Step
+) -> None:
     sender = customer_channel(wecom)
-    sender.max_per_task = 3  # 10,000 in production (doc 92135)
-    sender.send_many([message(c, "同一条", f"k{c}") for c in sorted(CUSTOMERS)])
-    sizes = [
-        len(t.body["external_userid"]) for t in wecom.calls("externalcontact/add_msg_template")
-    ]
-    assert sizes == [3, 3, 1]
+    msgid = sender.send(message("wmAAAA0001")).message_id
+    wecom.then(f"externalcontact/{api}", refusal)
+    if api == "add_msg_template":
+        assert sender.send(message("wmAAAA0002")).message_id == list(wecom.tasks)[1]
+    elif api == "get_groupmsg_send_result":
+        assert sender.confirmations(msgid) == {"wmAAAA0001": None}
+    else:
+        sender.withdraw(msgid)
+        assert wecom.tasks[msgid].withdrawn
+    tries = wecom.calls(f"externalcontact/{api}")[-2:]
+    assert [a.errcode for a in tries] == [42001 if refusal == EXPIRE else refusal.code, 0]  # type: ignore[union-attr]
+    assert wecom.token_fetches == 2 and tries[1].token == wecom.issued()[1]
 
 
-def test_a_task_refused_for_a_recipient_is_split_to_find_whose(wecom: WecomApi) -> None:
-    wecom.then("externalcontact/add_msg_template", Errcode(84061))
+def test_a_withdrawn_task_can_no_longer_be_sent_by_the_member(wecom: WecomApi) -> None:
     sender = customer_channel(wecom)
-    outcomes = sender.send_many(
-        [message("wmNOPE1", "同一条", "k1"), message("wmAAAA0001", "同一条", "k2")]
-    )
-    assert type(outcomes[0]) is RecipientUnreachable
-    assert outcomes[1] == SendResult(next(iter(wecom.tasks)), confirmed=False)
-    assert [
-        len(t.body["external_userid"]) for t in wecom.calls("externalcontact/add_msg_template")
-    ] == [2, 1, 1]
+    msgid = sender.send(message("wmAAAA0001")).message_id
+    sender.withdraw(msgid)
+    [cancel] = wecom.calls("externalcontact/cancel_groupmsg_send")
+    assert cancel.body == {"msgid": msgid} and cancel.errcode == 0
+    wecom.confirm(msgid)  # too late: the task is gone from the member's client
+    assert sender.confirmations(msgid) == {"wmAAAA0001": None}
 
 
-def test_after_a_rate_limit_the_rest_of_the_batch_is_not_sent(wecom: WecomApi) -> None:
-    wecom.then("externalcontact/add_msg_template", PASS, Errcode(45009))
-    sender = customer_channel(wecom)
-    texts = {"wmAAAA0001": "甲", "wmAAAA0002": "乙", "wmAAAA0003": "丙"}
-    outcomes = sender.send_many([message(to, text, f"k{to}") for to, text in texts.items()])
-    assert isinstance(outcomes[0], SendResult)
-    assert type(outcomes[1]) is RateLimited and outcomes[2] is outcomes[1]
-    assert len(wecom.calls("externalcontact/add_msg_template")) == 2
+def test_an_application_account_has_nothing_to_withdraw(wecom: WecomApi) -> None:
+    with pytest.raises(NotImplementedError):
+        channel(wecom).withdraw("msg1")
+    assert wecom.attempts == []
 
 
 def test_a_customer_text_may_be_4000_bytes(wecom: WecomApi) -> None:

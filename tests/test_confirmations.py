@@ -1,5 +1,7 @@
 """Sends a platform holds until a person confirms them: `sent` as `awaiting_confirmation`,
-then settled from the platform's per-recipient answers (`worker.dispatch.confirmations`)."""
+then settled from the platform's per-recipient answers (`worker.dispatch.confirmations`), and
+given up on after three days: withdrawn at the local WeCom (`tests/support/wecom_api.py`)
+first, so a task that fails as `not_confirmed` can no longer reach the customer."""
 
 from __future__ import annotations
 
@@ -13,7 +15,15 @@ from sqlalchemy import select, update
 
 from tests.support.fakes import HeldChannel, register_fakes
 from tests.support.rows import drain
-from tests.support.world import add_accounts, add_campaign, add_contacts, make_context, start
+from tests.support.wecom_api import Errcode, WecomApi, running_wecom
+from tests.support.world import (
+    add_accounts,
+    add_campaign,
+    add_contacts,
+    make_context,
+    start,
+    write_policies,
+)
 from worker.campaigns.materialise import materialise
 from worker.campaigns.tick import tick
 from worker.channels.base import SendResult
@@ -41,6 +51,28 @@ def ctx(db_url: str, redis_url: str, tmp_path: Path) -> Iterator[Context]:
     drain(ctx, list(accounts.values()))
     yield ctx
     ctx.engine.dispose()
+
+
+@pytest.fixture
+def wecom(db_url: str, redis_url: str, tmp_path: Path) -> Iterator[tuple[Context, WecomApi]]:
+    """Three customer tasks held at the local WeCom, one per contact, by account m1."""
+    with running_wecom(customers={"u000001", "u000002", "u000003"}) as api:
+        limits = write_policies(tmp_path / "rate_limits", {"wecom": "[account]\n"})
+        ctx = make_context(db_url, redis_url, tmp_path, rate_limits_dir=limits)
+        accounts = add_accounts(
+            ctx.engine, ["m1"], channel="wecom", corp_id=api.corp_id, secret=api.secret,
+            agent_id=str(api.agent_id), mode="customer", sender=api.sender,
+            api_base=api.base, timeout_s="2",
+        )  # fmt: skip
+        add_contacts(ctx.engine, 3, channel="wecom")
+        add_campaign(ctx, "c1", ["m1"])
+        run = start(ctx, "c1")
+        assert run.id is not None
+        materialise(ctx, run.id)
+        drain(ctx, list(accounts.values()))
+        assert len(api.tasks) == 3
+        yield ctx, api
+        ctx.engine.dispose()
 
 
 def rows(ctx: Context) -> dict[str, tuple[str, str | None, str | None]]:
@@ -108,16 +140,104 @@ def test_a_tick_landing_between_the_answer_and_the_update_settles_each_row_once(
     assert rows(ctx)["u000002"][:2] == ("failed", "recipient_unreachable")
 
 
-def test_a_send_nobody_confirms_within_three_days_fails_as_not_confirmed(ctx: Context) -> None:
+def age(ctx: Context, *contacts: str) -> None:
+    """Make these contacts' sends older than the three days siyu waits."""
     with ctx.engine.begin() as conn:
         conn.execute(
             update(tables.deliveries)
-            .where(D.contact_id.in_(select(CT.id).where(CT.external_id == "u000005")))
+            .where(D.contact_id.in_(select(CT.id).where(CT.external_id.in_(contacts))))
             .values(sent_at=utcnow() - timedelta(days=3, minutes=1))
         )
+
+
+def last_error(ctx: Context, contact: str) -> str | None:
+    with ctx.engine.connect() as conn:
+        error: str | None = conn.execute(
+            select(D.last_error).join(tables.contacts, CT.id == D.contact_id)
+            .where(CT.external_id == contact)
+        ).scalar_one()  # fmt: skip
+    return error
+
+
+def test_a_send_nobody_confirms_within_three_days_fails_as_not_confirmed(ctx: Context) -> None:
+    age(ctx, "u000005")
     assert sync(ctx.engine).expired == 1
     assert rows(ctx)["u000005"][:2] == ("failed", "not_confirmed")
     assert rows(ctx)["u000004"][:2] == ("sent", "awaiting_confirmation")
+    error = last_error(ctx, "u000005")  # this platform cannot withdraw: the record says so
+    assert error == (
+        "not confirmed within 3 days; the member may still send it: channel 'held' cannot "
+        "withdraw a held send"
+    )
+
+
+def test_a_task_confirmed_just_before_the_three_days_end_is_delivered(
+    wecom: tuple[Context, WecomApi],
+) -> None:
+    ctx, api = wecom
+    age(ctx, "u000001")
+    api.confirm(tasks(ctx)["u000001"])
+    report = sync(ctx.engine)
+    assert (report.delivered, report.expired) == (1, 0)
+    assert rows(ctx)["u000001"][:2] == ("sent", None)
+    assert rows(ctx)["u000002"][:2] == ("sent", "awaiting_confirmation")
+
+
+def test_an_unconfirmed_task_is_withdrawn_then_fails_as_not_confirmed(
+    wecom: tuple[Context, WecomApi],
+) -> None:
+    ctx, api = wecom
+    age(ctx, "u000001")
+    report = sync(ctx.engine)
+    assert (report.delivered, report.expired, report.waiting) == (0, 1, 2)
+    task = tasks(ctx)["u000001"]
+    calls = api.calls("externalcontact/cancel_groupmsg_send")
+    assert [c.body for c in calls] == [{"msgid": task}] and api.tasks[task].withdrawn
+    asked = api.calls("externalcontact/get_groupmsg_send_result")
+    assert task in [a.body["msgid"] for a in asked], "asked one last time after withdrawing"
+    assert rows(ctx)["u000001"][:2] == ("failed", "not_confirmed")
+    assert last_error(ctx, "u000001") == "not confirmed within 3 days; the task was withdrawn"
+    api.confirm(task)  # the member finds the notice too late: WeCom delivers nothing
+    assert api.tasks[task].status == {"u000001": 0}
+    sync(ctx.engine)
+    assert api.calls("externalcontact/cancel_groupmsg_send") == calls, "given up on once"
+
+
+def test_a_task_wecom_will_not_withdraw_fails_saying_the_member_may_still_send_it(
+    wecom: tuple[Context, WecomApi], caplog: pytest.LogCaptureFixture
+) -> None:
+    ctx, api = wecom
+    age(ctx, "u000001")
+    api.then("externalcontact/cancel_groupmsg_send", Errcode(48002))
+    with caplog.at_level(logging.WARNING, "worker.dispatch.confirmations"):
+        assert sync(ctx.engine).expired == 1
+    assert rows(ctx)["u000001"][:2] == ("failed", "not_confirmed")
+    error = last_error(ctx, "u000001")
+    assert error is not None and error.startswith(
+        "not confirmed within 3 days; the member may still send it: the task could not be "
+        "withdrawn (SenderAtRisk: "
+    )
+    assert "errcode 48002" in error or len(error) == 300, "the errcode, unless cut at 300"
+    assert "may still send it" in caplog.text and "errcode 48002" in caplog.text
+    assert not api.tasks[tasks(ctx)["u000001"]].withdrawn
+
+
+def test_an_account_that_no_longer_builds_still_gives_up_saying_so(
+    wecom: tuple[Context, WecomApi],
+) -> None:
+    ctx, api = wecom
+    age(ctx, "u000001")
+    with ctx.engine.begin() as conn:  # the sender removed from the config by hand
+        conn.execute(update(tables.accounts).values(config={"corp_id": api.corp_id}))
+    assert sync(ctx.engine).expired == 1
+    assert rows(ctx)["u000001"][:2] == ("failed", "not_confirmed")
+    assert rows(ctx)["u000002"][:2] == ("sent", "awaiting_confirmation")
+    error = last_error(ctx, "u000001")
+    assert error is not None and error.startswith(
+        "not confirmed within 3 days; the member may still send it: the account's config is "
+        "unusable (account 'm1': "
+    )
+    assert api.calls("externalcontact/cancel_groupmsg_send") == []
 
 
 def test_a_platform_error_leaves_the_rows_for_next_time(

@@ -2,17 +2,19 @@
 local WeCom (`tests/support/wecom_api.py`) over HTTP. In app mode through a concurrency limit
 (45033; the 60 s frequency block of 45009 is proven in the channel tests), a busy WeCom (-1)
 and every access token expiring mid-campaign; in customer mode as tasks the member confirms,
-whose per-customer results the tick then records. Every attempt is counted at the fake, so
+whose per-customer results the tick then records, and a task left unconfirmed for three days
+withdrawn before it fails as `not_confirmed`. Every attempt is counted at the fake, so
 exactly-once is proven where WeCom would see it, and the workers log at INFO, so httpx's
 request lines are there to be searched for the secret and the tokens."""
 
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from tests.support.cli import siyu_on
 from tests.support.cluster import running_workers, wait_for, worker_env
@@ -21,6 +23,7 @@ from tests.support.world import add_accounts, add_campaign, add_contacts, make_c
 from worker.campaigns.status import campaign_status
 from worker.runtime import Context
 from worker.store import tables
+from worker.store.models import utcnow
 
 pytestmark = pytest.mark.slow
 SECRET = "Zq8vL2mN5pR7tW0yB3dF6hJ9kX1cV4gS7uE0aT2iO5w"
@@ -125,6 +128,18 @@ def test_customer_tasks_are_followed_up_until_each_customers_result_is_known(
                 stranger: ("failed", "recipient_unreachable"),
             }
             assert wait_for(lambda: reasons(ctx) == expected, 30), reasons(ctx)
+            with ctx.engine.begin() as conn:  # three days pass without the member
+                conn.execute(
+                    update(tables.deliveries)
+                    .where(D.contact_id.in_(select(CT.id).where(CT.external_id == unconfirmed)))
+                    .values(sent_at=utcnow() - timedelta(days=3, minutes=1))
+                )
+            expected[unconfirmed] = ("failed", "not_confirmed")
+            assert wait_for(lambda: reasons(ctx) == expected, 30), reasons(ctx)
+        [withdrawn] = wecom.calls("externalcontact/cancel_groupmsg_send")
+        assert withdrawn.body == {"msgid": task_of[unconfirmed]} and withdrawn.errcode == 0
+        wecom.confirm(task_of[unconfirmed])
+        assert wecom.tasks[task_of[unconfirmed]].status == {unconfirmed: 0}, "too late to send"
         assert len(wecom.calls("externalcontact/add_msg_template")) == len(learners)
         assert wecom.duplicate_attempts == 0, "no customer got the same task twice"
         assert wecom.calls("externalcontact/get_groupmsg_send_result"), "the tick asked"

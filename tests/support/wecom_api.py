@@ -2,15 +2,18 @@
 
 A real HTTP server on loopback speaking WeCom's JSON: `GET /cgi-bin/gettoken` (the corp id and
 secret checked, a fresh token each time, `expires_in` settable), `POST /cgi-bin/message/send`,
-`/cgi-bin/externalcontact/add_msg_template` and `/get_groupmsg_send_result` (paged by
-`page_size`, so tests cross a cursor), every call but gettoken checking its `access_token`
-(missing 41001, unknown 40014, expired 42001). Known recipients are `users` (member userids,
-app mode) and `customers` (the sender's external userids, customer mode).
+`/cgi-bin/externalcontact/add_msg_template`, `/get_groupmsg_send_result` (paged by
+`page_size`, so tests cross a cursor) and `/cancel_groupmsg_send` (doc 97611: the task can no
+longer be sent; an unknown msgid answers 40097, WeCom documents no code of its own), every call
+but gettoken checking its `access_token` (missing 41001, unknown 40014, expired 42001). Known
+recipients are `users` (member userids, app mode) and `customers` (the sender's external
+userids, customer mode).
 
 What a test can script, per API, in order (`then("message/send", Errcode(45009), PASS)`):
 
     PASS                 answer as WeCom would (the default when the script is empty)
     Errcode(code)        answer that errcode with WeCom's errmsg (or one given), store nothing
+    Answer(body)         answer exactly this JSON body, store nothing (POST APIs)
     HttpStatus(502)      answer an HTTP error, store nothing
     DROP                 close without answering, store nothing
     ACCEPT_THEN_DROP     store the message, then close without answering
@@ -21,7 +24,8 @@ A step is taken by the next call whose token passes the check (EXPIRE: by the ne
 `expire_tokens()` expires them at once; `hold_refused(n)` makes the next `n` calls bearing an
 expired token wait for each other before they are answered, so they all hold the old token
 when the renewals start. `confirm(msgid, {external_userid: status})` plays the member
-confirming a task (1 sent, 2 not a friend, 3 already got another mass message).
+confirming a task (1 sent, 2 not a friend, 3 already got another mass message); a withdrawn
+task (`Task.withdrawn`) can no longer be confirmed, so its customers stay at 0.
 
 Every attempt is recorded. WeCom has no idempotency key, and campaign texts are per
 recipient, so `duplicate_attempts` counts messages sent for a (recipient, text) pair the fake
@@ -52,6 +56,7 @@ ERRMSG = {
     40033: "invalid charactors in request",
     40056: "invalid agentid",
     40096: "invalid external userid",
+    40097: "invalid args",
     41001: "access_token missing",
     42001: "access_token expired",
     45009: "api freq out of limit",
@@ -73,6 +78,11 @@ class Errcode:
 
 
 @dataclass(frozen=True)
+class Answer:
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class HttpStatus:
     status: int
 
@@ -83,7 +93,7 @@ class Late:
 
 
 PASS, DROP, ACCEPT_THEN_DROP, EXPIRE = "pass", "drop", "accept_then_drop", "expire"
-Step = Errcode | HttpStatus | Late | str
+Step = Errcode | Answer | HttpStatus | Late | str
 
 
 @dataclass
@@ -101,6 +111,7 @@ class Task:
     sender: str
     content: str
     status: dict[str, int] = field(default_factory=dict)
+    withdrawn: bool = False  # cancel_groupmsg_send: the member can no longer send it
 
 
 class WecomApi:
@@ -155,11 +166,22 @@ class WecomApi:
             return [a for a in self.attempts if a.api == api]
 
     def confirm(self, msgid: str, statuses: dict[str, int] | None = None) -> None:
-        """The member confirms the task: every customer sent, unless `statuses` says else."""
+        """The member confirms the task: every customer sent, unless `statuses` says else.
+        A withdrawn task is no longer in the member's client: nothing changes."""
         with self.lock:
             task = self.tasks[msgid]
+            if task.withdrawn:
+                return
             for customer in task.status:
                 task.status[customer] = (statuses or {}).get(customer, 1)
+
+    def add_task(self, customers: list[str], content: str = "群发") -> str:
+        """A task for many customers of `sender`, made outside siyu (an admin's 企业群发 in
+        the admin console): siyu sends one customer a task, so only this crosses pages."""
+        with self.lock:
+            msgid = f"msgGCA{len(self.tasks) + 1:06d}"
+            self.tasks[msgid] = Task(self.sender, content, dict.fromkeys(customers, 0))
+        return msgid
 
     def _next(self, api: str, only: Step | None = None) -> Step:
         """The next scripted step for `api` (PASS when none); with `only`, taken only if it is
@@ -236,6 +258,15 @@ class WecomApi:
         return {"errcode": 0, "errmsg": "ok", "next_cursor": str(start + size) if more else "",
                 "send_list": send_list}  # fmt: skip
 
+    def _cancel(self, body: dict[str, Any]) -> dict[str, Any]:
+        """cancel_groupmsg_send (doc 97611) for a valid token: what was sent stays sent."""
+        with self.lock:
+            task = self.tasks.get(str(body.get("msgid")))
+            if task is None:
+                return error(40097)
+            task.withdrawn = True
+        return {"errcode": 0, "errmsg": "ok"}
+
     def _accept(self, to: str, content: str) -> None:
         self._accepted.add((to, content))
 
@@ -270,6 +301,10 @@ APIS = {
     "/cgi-bin/externalcontact/get_groupmsg_send_result": (
         "externalcontact/get_groupmsg_send_result",
         WecomApi._results,
+    ),
+    "/cgi-bin/externalcontact/cancel_groupmsg_send": (
+        "externalcontact/cancel_groupmsg_send",
+        WecomApi._cancel,
     ),
 }
 
@@ -338,6 +373,8 @@ def _handler(api: WecomApi) -> type[BaseHTTPRequestHandler]:
         ) -> dict[str, Any]:
             if isinstance(step, Errcode):
                 return error(step.code, step.errmsg)
+            if isinstance(step, Answer):
+                return step.body
             if isinstance(step, HttpStatus) or step == DROP:
                 return {}
             if UNICODE_ESCAPE.search(raw):

@@ -133,6 +133,12 @@ class Channel(ABC):
         platform's `message_id` with what became of it."""
         raise NotImplementedError(f"channel {self.scheme!r} holds no sends for confirmation")
 
+    def withdraw(self, message_id: str) -> None:
+        """Stop a held send (`SendResult.confirmed` False) so the platform never delivers it,
+        e.g. when siyu gives up waiting for the confirmation; recipients it already reached
+        keep it."""
+        raise NotImplementedError(f"channel {self.scheme!r} cannot withdraw a held send")
+
     def refresh_auth(self) -> None:  # noqa: B027  (a default, not abstract)
         """Renew credentials after `AuthExpired`; the default has nothing to renew."""
 

@@ -7,26 +7,31 @@
   from the member `sender` to their customers; `external_id` is the customer's
   external_userid. WeCom delivers nothing until the member confirms the task in the WeCom
   client, so a send comes back unconfirmed and `confirmations(msgid)` asks
-  `externalcontact/get_groupmsg_send_result` later what became of each customer. `send_many`
-  puts the recipients of identical texts in one task (at most 10,000), so the member confirms
-  once per batch. `accounts add` gives these accounts the policy `wecom_customer`.
+  `externalcontact/get_groupmsg_send_result` later what became of each customer, and
+  `withdraw(msgid)` stops a task the member never sent (`cancel_groupmsg_send`). Each send is
+  a task for one customer: every learner's text is rendered for them. `accounts add` gives
+  these accounts the policy `wecom_customer`.
 
 Configure with `--config corp_id=ww... --config secret=... --config agent_id=1000002`, and
 optionally `mode=app|customer`, `sender=USERID` (required with, and only with,
 `mode=customer`), `api_base=https://qyapi.weixin.qq.com` and `timeout_s=10`.
 
 The access token is fetched on first use and cached until five minutes before its
-`expires_in` ends, shared by every account and thread of the process on the same app (api
-base, corp_id and secret). A refused token (40014, 41001, 42001) is renewed once, by one
-thread while the others wait and reuse the new one, and the call is tried once more. This
-happens here, not through `AuthExpired` and `refresh_auth()`: a renewal must know which token
-was refused (another thread may have replaced it already), and `confirmations` and
-`send_many` are not called through the dispatch's retry.
+`expires_in` ends, but for at least half of `expires_in` (a token answered with ten minutes
+or less to live is not fetched again on every call); it is shared by every account and
+thread of the process on the same app (api base, corp_id and secret). A refused token
+(40014, 41001, 42001) is renewed once, by one thread while the others wait and reuse the new
+one, and the call is tried once more. This happens here, not through `AuthExpired` and
+`refresh_auth()`: a renewal must know which token was refused (another thread may have
+replaced it already), and `confirmations` and `withdraw` are not called through the
+dispatch's retry.
 
 What WeCom answers (`errcode`, or the HTTP exchange) and what it becomes:
 
     0                       sent; in customer mode a task, unconfirmed. The recipient listed
-                            in `invaliduser` (app) or `fail_list` (customer): unreachable
+                            in `invaliduser` (app) or `fail_list` (customer): unreachable.
+                            A task answered without a `msgid`: DeliveryUnknown (it may
+                            exist, but nothing can follow it up)
     -1 system busy          Transient: retried with backoff
     45009 frequency limit   RateLimited 60 s: a minute block lasts 60 s (an hour block 60 min;
                             each retry after a cooldown finds out)
@@ -42,8 +47,13 @@ What WeCom answers (`errcode`, or the HTTP exchange) and what it becomes:
     not connected           Transient: nothing reached WeCom
     a timeout or a dropped connection after the request was written, HTTP 5xx, a body that
     is not WeCom's          DeliveryUnknown for a send: nothing can look it up, so `unknown`
-                            and never resent (a gettoken or a results query: Transient)
+                            and never resent (gettoken, a results query or a withdrawal:
+                            Transient)
     other HTTP statuses     SenderAtRisk: `api_base` is not WeCom's
+
+A results query whose `next_cursor` repeats an earlier one, or that runs past
+`MAX_RESULT_PAGES`, raises Transient: the task is asked about again next time, never in an
+endless loop.
 
 A text over WeCom's limit (2,048 UTF-8 bytes for `message/send`, 4,000 for
 `add_msg_template`) fails before any request, naming the limit: a campaign text is never
@@ -54,7 +64,8 @@ The secret travels in the gettoken query and the access token in every query, wh
 logs at INFO: a filter on the `httpx` logger masks both, and no error or repr shows them.
 
 Sources (developer.work.weixin.qq.com/document/path/N): gettoken 91039, message/send 90236,
-add_msg_template 92135, get_groupmsg_send_result 93338, errcodes 90313, limits 90454.
+add_msg_template 92135, get_groupmsg_send_result 93338, cancel_groupmsg_send 97611, errcodes
+90313, limits 90454.
 """
 
 from __future__ import annotations
@@ -64,7 +75,7 @@ import json
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 import httpx
@@ -77,8 +88,6 @@ from worker.channels.errors import (
     RecipientError,
     RecipientUnreachable,
     SenderAtRisk,
-    SenderError,
-    SenderThrottled,
     Transient,
 )
 from worker.channels.http import (
@@ -99,12 +108,11 @@ CONCURRENCY_WAIT_S = 5.0
 TOKEN_EARLY_S = 300.0  # renew this long before `expires_in` runs out
 REQUESTS_PER_SEND = 4  # gettoken and the call, then both again after a refused token
 RESULTS_PAGE = 1000  # doc 93338: the largest `limit`
+TASK_CUSTOMERS = 10_000  # doc 92135: external_userid holds at most 10,000
+MAX_RESULT_PAGES = TASK_CUSTOMERS // RESULTS_PAGE + 1  # one more than a full task needs
 MAX_TEXT_BYTES = {"app": 2048, "customer": 4000}
-STOPS = (RateLimited, SenderThrottled, SenderError)  # the account stops: send nothing more
 STATUS_WAITING, STATUS_SENT, STATUS_NOT_FRIEND, STATUS_ALREADY_GOT_ONE = 0, 1, 2, 3
 _CREDENTIALS = re.compile(r"((?:access_token|corpsecret)=)[^&\s\"'>]+")
-
-Outcome = SendResult | ChannelError
 
 
 class WecomChannel(Channel):
@@ -118,7 +126,6 @@ class WecomChannel(Channel):
     )
     required_config: ClassVar[frozenset[str]] = frozenset({"corp_id", "secret", "agent_id"})
     secret_keys: ClassVar[frozenset[str]] = frozenset({"secret"})
-    max_per_task: ClassVar[int] = 10_000  # doc 92135: external_userid holds at most 10,000
 
     def __init__(
         self,
@@ -153,24 +160,11 @@ class WecomChannel(Channel):
         return "wecom_customer" if self.mode == "customer" else None
 
     def send(self, message: OutboundMessage) -> SendResult:
-        outcome = self.send_many([message])[0]
-        if isinstance(outcome, ChannelError):
-            raise outcome
-        return outcome
-
-    def send_many(self, messages: Sequence[OutboundMessage]) -> list[Outcome]:
-        """One outcome per message, in order. Customer mode sends the recipients of identical
-        texts as one task; after an error that stops the account nothing more is sent."""
-        outcomes: list[Outcome | None] = [self._too_long(m) for m in messages]
-        stop: ChannelError | None = None
-        for batch in self._batches(messages, outcomes):
-            results = [stop] * len(batch) if stop else self._deliver([messages[i] for i in batch])
-            stop = stop or next((r for r in results if isinstance(r, STOPS)), None)
-            for i, result in zip(batch, results, strict=True):
-                outcomes[i] = result
-        done = [o for o in outcomes if o is not None]
-        assert len(done) == len(messages), "every message is in a batch or refused"
-        return done
+        """An application message (app mode) or a one-customer task (customer mode)."""
+        self._check_length(message)
+        if self.mode == "app":
+            return self._send_app(message)
+        return self._send_task(message)
 
     def confirmations(self, message_id: str) -> dict[str, Confirmation]:
         """Every customer of the task `message_id` with what became of them, read through all
@@ -178,8 +172,8 @@ class WecomChannel(Channel):
         if self.mode != "customer":
             return super().confirmations(message_id)
         found: dict[str, Confirmation] = {}
-        cursor = ""
-        while True:
+        cursor, used = "", set[str]()
+        for _ in range(MAX_RESULT_PAGES):
             body = {"msgid": message_id, "userid": self.sender, "limit": RESULTS_PAGE}
             page = self._call("externalcontact/get_groupmsg_send_result", body | {"cursor": cursor})
             for row in page.get("send_list") or []:
@@ -188,46 +182,35 @@ class WecomChannel(Channel):
             cursor = str(page.get("next_cursor") or "")
             if not cursor:
                 return found
+            if cursor in used:  # WeCom would page in a circle: ask again next time
+                raise Transient(
+                    f"{self._who()}: get_groupmsg_send_result repeated an earlier next_cursor"
+                )
+            used.add(cursor)
+        raise Transient(
+            f"{self._who()}: get_groupmsg_send_result gave more than {MAX_RESULT_PAGES} pages "
+            f"of {RESULTS_PAGE}, more than a task of {TASK_CUSTOMERS:,} customers fills"
+        )
+
+    def withdraw(self, message_id: str) -> None:
+        """Stop the task `message_id`, so the member can no longer send it (停止企业群发:
+        `POST /cgi-bin/externalcontact/cancel_groupmsg_send` {"msgid": ...}, doc 97611).
+        Customers it already reached keep it: WeCom recalls nothing."""
+        if self.mode != "customer":
+            super().withdraw(message_id)  # raises: an application message is never held
+        self._call("externalcontact/cancel_groupmsg_send", {"msgid": message_id})
 
     def close(self) -> None:
         self._client.close()
 
-    def _too_long(self, message: OutboundMessage) -> ChannelError | None:
+    def _check_length(self, message: OutboundMessage) -> None:
         size, limit = len(message.text.encode()), MAX_TEXT_BYTES[self.mode]
-        if size <= limit:
-            return None
-        api = "message/send" if self.mode == "app" else "add_msg_template"
-        return ChannelError(
-            f"{self._who()}: the text is {size:,} UTF-8 bytes; WeCom takes at most {limit:,} "
-            f"in {api}"
-        )
-
-    def _batches(
-        self, messages: Sequence[OutboundMessage], outcomes: list[Outcome | None]
-    ) -> list[list[int]]:
-        """Positions to send together: one message each in app mode; in customer mode those
-        of identical text, at most `max_per_task` a batch."""
-        ready = [i for i, outcome in enumerate(outcomes) if outcome is None]
-        if self.mode == "app":
-            return [[i] for i in ready]
-        by_text: dict[str, list[int]] = {}
-        for i in ready:
-            by_text.setdefault(messages[i].text, []).append(i)
-        size = self.max_per_task
-        return [
-            group[k : k + size] for group in by_text.values() for k in range(0, len(group), size)
-        ]
-
-    def _deliver(self, batch: list[OutboundMessage]) -> list[Outcome]:
-        try:
-            return [self._send_app(batch[0])] if self.mode == "app" else self._send_task(batch)
-        except RecipientError as exc:
-            if len(batch) == 1:
-                return [exc]
-            # WeCom refused the whole task for a recipient error: find out whose, one by one.
-            return [outcome for m in batch for outcome in self._deliver([m])]
-        except ChannelError as exc:
-            return [exc] * len(batch)
+        if size > limit:
+            api = "message/send" if self.mode == "app" else "add_msg_template"
+            raise ChannelError(
+                f"{self._who()}: the text is {size:,} UTF-8 bytes; WeCom takes at most "
+                f"{limit:,} in {api}"
+            )
 
     def _send_app(self, message: OutboundMessage) -> SendResult:
         body = {
@@ -247,20 +230,25 @@ class WecomChannel(Channel):
             )
         return SendResult(str(answer.get("msgid") or message.idempotency_key))
 
-    def _send_task(self, batch: list[OutboundMessage]) -> list[Outcome]:
+    def _send_task(self, message: OutboundMessage) -> SendResult:
         body = {
             "chat_type": "single",
-            "external_userid": list(dict.fromkeys(m.to for m in batch)),
+            "external_userid": [message.to],
             "sender": self.sender,
-            "text": {"content": batch[0].text},
+            "text": {"content": message.text},
         }
         answer = self._call("externalcontact/add_msg_template", body, sends=True)
-        failed = {str(u) for u in answer.get("fail_list") or []}
-        msgid = str(answer.get("msgid"))
-        unreachable = RecipientUnreachable(
-            f"{self._who()}: add_msg_template listed the recipient in fail_list"
-        )
-        return [unreachable if m.to in failed else SendResult(msgid, False) for m in batch]
+        if message.to in {str(u) for u in answer.get("fail_list") or []}:
+            raise RecipientUnreachable(
+                f"{self._who()}: add_msg_template listed the recipient in fail_list"
+            )
+        msgid = answer.get("msgid")
+        if not isinstance(msgid, str) or not msgid:
+            raise DeliveryUnknown(
+                f"{self._who()}: add_msg_template answered errcode 0 without a msgid: the task "
+                "may exist, but siyu cannot follow it up"
+            )
+        return SendResult(msgid, confirmed=False)
 
     def _confirmation(self, msgid: str, row: Mapping[str, Any]) -> Confirmation:
         status = row.get("status")
@@ -378,7 +366,8 @@ class SharedToken:
     """One app's access token, shared by every account and thread of the process. Fetches
     happen under the lock, so threads that need a token at once cause one gettoken."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
         self._lock = threading.Lock()
         self._value: str | None = None
         self._fresh_until = 0.0
@@ -386,7 +375,7 @@ class SharedToken:
     def current(self, fetch: Callable[[], tuple[str, float]]) -> str:
         """The cached token, fetched first when there is none or it is about to expire."""
         with self._lock:
-            if self._value is None or time.monotonic() >= self._fresh_until:
+            if self._value is None or self._clock() >= self._fresh_until:
                 self._keep(*fetch())
             assert self._value is not None
             return self._value
@@ -394,14 +383,17 @@ class SharedToken:
     def renewed(self, refused: str, fetch: Callable[[], tuple[str, float]]) -> str:
         """A token other than `refused`: another thread's renewal when it happened meanwhile."""
         with self._lock:
-            if self._value in (None, refused) or time.monotonic() >= self._fresh_until:
+            if self._value in (None, refused) or self._clock() >= self._fresh_until:
                 self._keep(*fetch())
             assert self._value is not None
             return self._value
 
     def _keep(self, token: str, expires_in_s: float) -> None:
         self._value = token
-        self._fresh_until = time.monotonic() + expires_in_s - TOKEN_EARLY_S
+        # Early by TOKEN_EARLY_S, but never by more than half: a short `expires_in` (a token
+        # past its prime) would otherwise be stale on arrival and fetched again every call.
+        fresh_s = max(expires_in_s - TOKEN_EARLY_S, expires_in_s / 2)
+        self._fresh_until = self._clock() + fresh_s
 
 
 _TOKENS: dict[tuple[str, str, str], SharedToken] = {}
