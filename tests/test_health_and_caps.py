@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
@@ -14,7 +15,7 @@ from tests.support.fakes import ScriptedChannel, register_fakes
 from tests.support.world import add_accounts, add_campaign, add_contacts, make_context, start
 from worker.campaigns.materialise import materialise
 from worker.campaigns.tick import close_windows
-from worker.channels.base import SendResult
+from worker.channels.base import OutboundMessage, SendResult
 from worker.channels.errors import AccountBanned
 from worker.channels.memory import HUB
 from worker.dispatch import health
@@ -178,6 +179,58 @@ def test_capped_contacts_are_skipped_with_reason_frequency_cap(
     with ctx.engine.connect() as conn:
         rows = conn.execute(select(D.run_id, D.state, D.reason).order_by(D.id)).all()
     assert [(s, r) for _, s, r in rows] == [("sent", None)] * 3 + [("skipped", "frequency_cap")] * 3
+
+
+def test_a_contact_gets_one_message_per_recipient_min_gap_from_one_account(
+    ctx: Context, tmp_path: Path
+) -> None:
+    rl = tmp_path / "rl"
+    rl.mkdir()
+    (rl / "memory.toml").write_text("[account]\n[recipient]\nmin_gap_s = 30\n")
+    ctx.settings.rate_limits_dir = rl
+    ids = add_accounts(ctx.engine, ["a1"])
+    add_contacts(ctx.engine, 3)
+    for name in ("c1", "c2"):  # two campaigns reach the same three contacts at once
+        add_campaign(ctx, name, ["a1"])
+        materialise(ctx, start(ctx, name, force=True).id)  # type: ignore[arg-type]
+    run_lane(ctx, ids["a1"], slice_s=5)
+    sent = sorted(message.to for _, message in HUB.by_key.values())
+    assert sent == ["u000001", "u000002", "u000003"] and HUB.duplicates == 0
+    with ctx.engine.connect() as conn:
+        waiting = conn.execute(
+            select(D.contact_id, D.not_before).where(D.state == "pending").order_by(D.contact_id)
+        ).all()
+    assert [contact for contact, _ in waiting] == [1, 2, 3], "each contact's second waits"
+    assert all(29 < (at - utcnow()).total_seconds() <= 30 for _, at in waiting)
+    gap = keys(ctx).recipient_gap(ids["a1"], 1)
+    assert 29_000 < ctx.redis.pttl(gap) <= 30_000, "the gap runs from the end of the send"
+    # Once the gap has passed, the second messages go.
+    ctx.redis.delete(*[keys(ctx).recipient_gap(ids["a1"], c) for c in (1, 2, 3)])
+    with ctx.engine.begin() as conn:
+        conn.execute(update(tables.deliveries).values(not_before=None))
+    run_lane(ctx, ids["a1"], slice_s=5)
+    assert HUB.accepted == 6 and HUB.duplicates == 0
+
+
+def test_the_recipient_gap_runs_from_the_end_of_a_slow_send(ctx: Context, tmp_path: Path) -> None:
+    # A Telegram text in three parts takes over two seconds: the next message to that chat
+    # must still wait the whole gap after the last part.
+    rl = tmp_path / "rl"
+    rl.mkdir()
+    (rl / "scripted.toml").write_text("[account]\n[recipient]\nmin_gap_s = 3\n")
+    ctx.settings.rate_limits_dir = rl
+    ids = add_accounts(ctx.engine, ["a1"], channel="scripted")
+    add_contacts(ctx.engine, 1, channel="scripted")
+    add_campaign(ctx, "c1", ["a1"])
+    materialise(ctx, start(ctx, "c1").id)  # type: ignore[arg-type]
+
+    def slow(message: OutboundMessage) -> SendResult:
+        time.sleep(1.5)
+        return SendResult("m1")
+
+    ScriptedChannel.scripts["a1"] = slow
+    assert run_lane(ctx, ids["a1"], slice_s=5).sent == 1
+    assert ctx.redis.pttl(keys(ctx).recipient_gap(ids["a1"], 1)) > 2_500
 
 
 def test_at_the_end_time_unsent_deliveries_are_skipped_as_window_closed(ctx: Context) -> None:

@@ -37,6 +37,7 @@ def test_every_field_of_the_contract_example_is_read() -> None:
         [recipient]
         per_day = 1
         per_week = 3
+        min_gap_s = 1.5
         """
     )
     account = policy.account
@@ -44,6 +45,7 @@ def test_every_field_of_the_contract_example_is_read() -> None:
     assert (account.per_day, account.min_gap_s, account.max_gap_s) == (800, 2.0, 8.0)
     assert account.quiet_hours == QuietHours(22 * 60, 8 * 60)
     assert (policy.recipient.per_day, policy.recipient.per_week) == (1, 3)
+    assert policy.recipient.min_gap_s == 1.5
     assert account.windows() == (Window(1000, 1), Window(60_000, 20), Window(3_600_000, 600))
     assert (policy.name, policy.source) == ("mock", "rate_limits/mock.toml")
 
@@ -84,6 +86,10 @@ def test_quiet_hours_accept_a_few_natural_spellings(text: str, expected: QuietHo
         ("[account]\nper_day = 2.5", "[account].per_day must be a positive integer, got 2.5"),
         ("[account]\nper_hour = true", "[account].per_hour must be a positive integer, got true"),
         ("[recipient]\nper_week = -1", "[recipient].per_week must be a positive integer, got -1"),
+        (
+            "[recipient]\nmin_gap_s = -1",
+            "[recipient].min_gap_s must be a non-negative number of seconds, got -1",
+        ),
         (
             "[account]\nmin_gap_s = -1",
             "[account].min_gap_s must be a non-negative number of seconds, got -1",
@@ -128,7 +134,7 @@ def test_a_bad_value_names_file_field_and_expectation(text: str, message: str) -
         ("[account]\nper_mintue = 5", "unknown key [account].per_mintue (did you mean per_minute?"),
         (
             "[recipient]\nper_month = 5",
-            "unknown key [recipient].per_month (known: per_day, per_week)",
+            "unknown key [recipient].per_month (known: per_day, per_week, min_gap_s)",
         ),
         ("per_minute = 5", "unknown top-level key per_minute"),
         ("account = 5", "account must be a table [account], got 5"),

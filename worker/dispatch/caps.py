@@ -1,4 +1,5 @@
-"""Per-recipient frequency caps across all marketing campaigns (the policy's `[recipient]`).
+"""Per-recipient limits (the policy's `[recipient]`): frequency caps across all marketing
+campaigns, and the least gap between one account's messages to one contact.
 
 Caps are company-wide: they count every marketing delivery to the contact that was sent or
 may have been (`sent`, `sending`, `unknown`), whichever account sent it, over a rolling day
@@ -7,6 +8,10 @@ and again right before the send under a short Redis lock per contact, so two lan
 the same person at once cannot both pass: the second waits and checks again. A contact that
 appears several times in one batch (two runs of one account) is locked once and counted as
 often as it appears.
+
+`min_gap_s` (Telegram: about one message a second per chat) applies to every message,
+replies too: a Redis key per account and contact lives that long after each send. A message
+whose key is alive (or whose contact comes twice in one group) waits until it expires.
 """
 
 from __future__ import annotations
@@ -66,12 +71,18 @@ class CapGuard:
     """Locks recipients for the duration of a send group and says who is over their cap."""
 
     def __init__(
-        self, engine: Engine, client: redis.Redis, limits: RecipientLimits, names: Keys
+        self,
+        engine: Engine,
+        client: redis.Redis,
+        limits: RecipientLimits,
+        names: Keys,
+        account_id: int = 0,
     ) -> None:
         self.engine = engine
         self.client = client
         self.limits = limits
         self.names = names
+        self.account_id = account_id
         self.token = uuid.uuid4().hex
         self.held: set[int] = set()
 
@@ -117,6 +128,25 @@ class CapGuard:
         return (day_cap is not None and day >= day_cap) or (
             week_cap is not None and week >= week_cap
         )
+
+    @property
+    def gap_ms(self) -> int:
+        """The policy's `min_gap_s` in milliseconds (0: none)."""
+        return int((self.limits.min_gap_s or 0) * 1000)
+
+    def space(self, contact_ids: Sequence[int]) -> list[bool]:
+        """For each entry in order: may the account message this contact now, at least
+        `min_gap_s` after its last message to them? Each one allowed is taken: a later entry
+        for the same contact, here or in another group, waits."""
+        pipe = self.client.pipeline(transaction=False)
+        for contact_id in contact_ids:
+            key = self.names.recipient_gap(self.account_id, contact_id)
+            pipe.set(key, "1", nx=True, px=self.gap_ms)
+        return [bool(got) for got in pipe.execute()]
+
+    def sent(self, contact_id: int) -> None:
+        """The gap runs from the end of a send (a Telegram text in parts takes seconds)."""
+        self.client.set(self.names.recipient_gap(self.account_id, contact_id), "1", px=self.gap_ms)
 
     def unlock(self) -> None:
         release_many(self.client, [self.names.recipient(c) for c in self.held], self.token)

@@ -2,10 +2,11 @@
 
 A group is the messages whose slots fall together (`lane.GROUP_S`): they are marked `sending`
 in one statement that is also the last look (DESIGN 15: suppression and the run's status as of
-that moment), then each waits for its own slot, passes the fence (DESIGN 13) and goes. Recipient
-caps are checked here too, under the per-contact locks. Every slot that ends up unused is given
-back to the limiter, and a row marked `sending` but never handed to the channel goes back to
-`pending` with its attempt returned.
+that moment), then each waits for its own slot, passes the fence (DESIGN 13) and goes.
+Recipient caps are checked here too, under the per-contact locks, and the recipient gap
+(`caps.py`): a message too soon after the account's last one to that contact waits. Every slot
+that ends up unused is given back to the limiter, and a row marked `sending` but never handed
+to the channel goes back to `pending` with its attempt returned.
 """
 
 from __future__ import annotations
@@ -85,7 +86,7 @@ class Courier:
     def deliver(self, items: list[Item]) -> None:
         """Send one group; settles every row of it (or gives it back) before returning."""
         try:
-            items = self._within_caps(items)
+            items = self._spaced(self._within_caps(items))
             marked = outbox.mark_sending(
                 self.engine, [i.claimed.id for i in items], self.fence.token
             )
@@ -139,6 +140,21 @@ class Courier:
         gone = {id(i) for i in dropped}
         return [i for i in items if id(i) not in gone]
 
+    def _spaced(self, items: list[Item]) -> list[Item]:
+        """Hold back messages to contacts this account messaged less than the policy's
+        recipient `min_gap_s` ago, until the gap has passed."""
+        if not self.caps.gap_ms or not items:
+            return items
+        allowed = self.caps.space([i.claimed.contact_id for i in items])
+        held = [i for i, ok in zip(items, allowed, strict=True) if not ok]
+        if not held:
+            return items
+        later = utcnow() + timedelta(milliseconds=self.caps.gap_ms)
+        outcomes = [Outcome(i.claimed.id, DeliveryState.PENDING, retry_at=later) for i in held]
+        outbox.settle(self.engine, outcomes, self.fence.token)
+        self.pacer.release([i.at for i in held])
+        return [i for i, ok in zip(items, allowed, strict=True) if ok]
+
     def _send(self, item: Item) -> None:
         """Wait for the slot, pass the fence, send, and record the outcome."""
         if self.stopped:
@@ -161,6 +177,8 @@ class Courier:
             self.max_attempts,
             before_retry=lambda: self._retry_slot(item),
         )
+        if self.caps.gap_ms:
+            self.caps.sent(item.claimed.contact_id)
         if report.outcome is not None:
             self.tally.outcomes.append(report.outcome)
             if report.outcome.state == DeliveryState.SENT:

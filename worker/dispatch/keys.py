@@ -39,6 +39,10 @@ class Keys:
     def recipient(self, contact_id: int) -> str:
         return f"{self.prefix}:recipient:{contact_id}"
 
+    def recipient_gap(self, account_id: int, contact_id: int) -> str:
+        """Lives `min_gap_s` after the account's last message to the contact."""
+        return f"{self.prefix}:recipient-gap:{account_id}:{contact_id}"
+
     def materialise(self, run_id: int) -> str:
         return f"{self.prefix}:materialise:{run_id}"
 

@@ -126,7 +126,7 @@ class Lane:
             tracking_secret(ctx.engine, ctx.settings.tracking_secret),
         )
         recipient = resolve_policy(policies(ctx), account.policy, account.channel).recipient
-        self.caps = CapGuard(ctx.engine, ctx.redis, recipient, keys(ctx))
+        self.caps = CapGuard(ctx.engine, ctx.redis, recipient, keys(ctx), account.id)
         self.courier = Courier(
             ctx.engine, channel, fence, self.timer, pacer, self.caps, ctx.settings.max_attempts
         )

@@ -116,10 +116,14 @@ class AccountLimits:
 
 @dataclass(frozen=True, slots=True)
 class RecipientLimits:
-    """The `[recipient]` table: how often one contact may receive marketing messages."""
+    """The `[recipient]` table: how often one contact may receive marketing messages
+    (`per_day`, `per_week`, from every account), and `min_gap_s`: at least this long between
+    two messages of any kind from one account to one contact (Telegram: about one a second
+    per chat)."""
 
     per_day: int | None = None
     per_week: int | None = None
+    min_gap_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

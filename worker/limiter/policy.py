@@ -38,7 +38,7 @@ __all__ = [
 
 ACCOUNT_COUNTS = ("per_second", "per_minute", "per_hour", "per_day")
 ACCOUNT_KEYS = (*ACCOUNT_COUNTS, "min_gap_s", "max_gap_s", "quiet_hours")
-RECIPIENT_KEYS = ("per_day", "per_week")
+RECIPIENT_KEYS = ("per_day", "per_week", "min_gap_s")
 TABLES = {"account": ACCOUNT_KEYS, "recipient": RECIPIENT_KEYS}
 _TOML_WHERE = re.compile(r"^(?P<what>.*) \(at line (?P<line>\d+), column (?P<col>\d+)\)$")
 _QUIET = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
@@ -81,13 +81,13 @@ def _count(where: _File, table: str, key: str, value: object) -> int:
     return value
 
 
-def _seconds(where: _File, key: str, value: object) -> float:
+def _seconds(where: _File, key: str, value: object, table: str = "account") -> float:
     what = "a non-negative number of seconds"
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise where.expected("account", key, what, value)
+        raise where.expected(table, key, what, value)
     seconds = float(value)
     if not math.isfinite(seconds) or seconds < 0:
-        raise where.expected("account", key, what, value)
+        raise where.expected(table, key, what, value)
     return seconds
 
 
@@ -136,8 +136,10 @@ def _account(where: _File, table: Mapping[str, Any]) -> AccountLimits:
 
 
 def _recipient(where: _File, table: Mapping[str, Any]) -> RecipientLimits:
-    counts = {k: _count(where, "recipient", k, v) for k, v in table.items()}
-    return RecipientLimits(**counts)
+    counts = {k: _count(where, "recipient", k, v) for k, v in table.items() if k != "min_gap_s"}
+    gap = table.get("min_gap_s")
+    min_gap_s = None if gap is None else _seconds(where, "min_gap_s", gap, table="recipient")
+    return RecipientLimits(**counts, min_gap_s=min_gap_s or None)
 
 
 def _tables(where: _File, document: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
