@@ -12,7 +12,14 @@ import pytest
 from sqlalchemy import select, update
 
 from tests.support.fakes import ScriptedChannel, register_fakes
-from tests.support.world import add_accounts, add_campaign, add_contacts, make_context, start
+from tests.support.world import (
+    add_accounts,
+    add_campaign,
+    add_contacts,
+    make_context,
+    start,
+    write_policies,
+)
 from worker.campaigns.materialise import materialise
 from worker.campaigns.tick import close_windows
 from worker.channels.base import OutboundMessage, SendResult
@@ -163,10 +170,8 @@ def test_a_contact_listed_twice_never_blocks_itself(ctx: Context) -> None:
 def test_capped_contacts_are_skipped_with_reason_frequency_cap(
     ctx: Context, tmp_path: Path
 ) -> None:
-    rl = tmp_path / "rl"
-    rl.mkdir()
-    (rl / "memory.toml").write_text("[account]\n[recipient]\nper_day = 1\n")
-    ctx.settings.rate_limits_dir = rl
+    policy = {"memory": "[account]\n[recipient]\nper_day = 1\n"}
+    ctx.settings.rate_limits_dir = write_policies(tmp_path / "rl", policy)
     ids = add_accounts(ctx.engine, ["a1"])
     add_contacts(ctx.engine, 3)
     add_campaign(ctx, "c1", ["a1"])
@@ -184,10 +189,8 @@ def test_capped_contacts_are_skipped_with_reason_frequency_cap(
 def test_a_contact_gets_one_message_per_recipient_min_gap_from_one_account(
     ctx: Context, tmp_path: Path
 ) -> None:
-    rl = tmp_path / "rl"
-    rl.mkdir()
-    (rl / "memory.toml").write_text("[account]\n[recipient]\nmin_gap_s = 30\n")
-    ctx.settings.rate_limits_dir = rl
+    policy = {"memory": "[account]\n[recipient]\nmin_gap_s = 30\n"}
+    ctx.settings.rate_limits_dir = write_policies(tmp_path / "rl", policy)
     ids = add_accounts(ctx.engine, ["a1"])
     add_contacts(ctx.engine, 3)
     for name in ("c1", "c2"):  # two campaigns reach the same three contacts at once
@@ -215,10 +218,8 @@ def test_a_contact_gets_one_message_per_recipient_min_gap_from_one_account(
 def test_the_recipient_gap_runs_from_the_end_of_a_slow_send(ctx: Context, tmp_path: Path) -> None:
     # A Telegram text in three parts takes over two seconds: the next message to that chat
     # must still wait the whole gap after the last part.
-    rl = tmp_path / "rl"
-    rl.mkdir()
-    (rl / "scripted.toml").write_text("[account]\n[recipient]\nmin_gap_s = 3\n")
-    ctx.settings.rate_limits_dir = rl
+    policy = {"scripted": "[account]\n[recipient]\nmin_gap_s = 3\n"}
+    ctx.settings.rate_limits_dir = write_policies(tmp_path / "rl", policy)
     ids = add_accounts(ctx.engine, ["a1"], channel="scripted")
     add_contacts(ctx.engine, 1, channel="scripted")
     add_campaign(ctx, "c1", ["a1"])
