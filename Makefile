@@ -50,6 +50,8 @@ bench: install
 	$(PY) bench/throughput.py
 	$(PY) bench/limiter.py
 	$(PY) bench/replies.py
+	$(PY) bench/channels.py
+	$(PY) bench/api.py
 
 # Reply accuracy per category on tests/data/replies_eval.jsonl, retrieval responder alone
 # (no LLM); fails below the floors of issue 9. Wrong cases are listed under their category.

@@ -40,6 +40,11 @@ class FakeHandler(BaseHTTPRequestHandler):
     """A fake platform's request handler: it logs nothing, and a client that gave up waiting
     (a timeout test) while it answered is no error."""
 
+    # TCP_NODELAY: a response's headers and body go out in two writes, and with Nagle on the
+    # body would wait for the client's delayed ACK (about 40 ms a request, which no real
+    # platform adds).
+    disable_nagle_algorithm = True
+
     def respond(self, status: int, payload: bytes, headers: Mapping[str, str] = {}) -> None:
         try:
             self.send_response(status)
