@@ -10,8 +10,10 @@ import logging
 import socket
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from sqlmodel import Session
 
 from tests.support.wecom_api import (
     ACCEPT_THEN_DROP,
@@ -26,6 +28,8 @@ from tests.support.wecom_api import (
     WecomApi,
     running_wecom,
 )
+from tests.support.world import add_accounts, add_contacts, make_context
+from worker.campaigns.lifecycle import CampaignSpec, create_campaign
 from worker.channels.base import OutboundMessage, SendResult
 from worker.channels.errors import (
     ChannelError,
@@ -38,7 +42,9 @@ from worker.channels.errors import (
 )
 from worker.channels.registry import build_channel
 from worker.channels.wecom import MAX_RESULT_PAGES, SharedToken, WecomChannel
+from worker.dispatch.compose import Composer
 from worker.errors import UserError
+from worker.store.models import Segment
 
 SECRET = "hVm3Q1fXo0c-3sSa9Uq4y1Zb7nJ2kT8eR5wP6dL0gAq"
 USERS = {"zhangsan", "LiSi", "wangwu"}
@@ -510,3 +516,35 @@ def test_neither_the_secret_nor_a_token_reaches_a_log_a_repr_or_an_error(
     for hidden in (SECRET, *wecom.issued()):
         assert hidden not in shown
     assert "'secret': '***'" in repr(sender)
+
+
+def test_a_campaign_checks_each_sender_against_its_own_modes_text_limit(
+    db_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    # 1,000 CJK characters: over an application message's 2,048 bytes, inside a task's 4,000.
+    assert WecomChannel.text_limit({"mode": "customer"}) == 1333
+    assert WecomChannel.text_limit({}) == WecomChannel.max_text_len == 682
+    ctx = make_context(db_url, redis_url, tmp_path)
+    (ctx.settings.templates_dir / "outline.j2").write_text("课" * 990 + "{{ contact.name }}")
+    add_accounts(ctx.engine, ["app"], channel="wecom", **BASE)
+    add_accounts(ctx.engine, ["tasks"], channel="wecom", **BASE, mode="customer", sender="zs")
+    add_contacts(ctx.engine, 2, channel="wecom")
+    with Session(ctx.engine) as session:
+        session.add(Segment(name="all", expression="tag = python"))
+        session.commit()
+
+    def create(name: str, senders: str) -> None:
+        accounts = senders.split(",")
+        spec = CampaignSpec(name=name, segment="all", template="outline", accounts=accounts)
+        create_campaign(ctx.engine, ctx.settings.templates_dir, spec)
+
+    create("by-task", "tasks")
+    # The lanes check the same limit when they render.
+    tasks = build_channel("wecom", "tasks", {**BASE, "mode": "customer", "sender": "zs"})
+    assert Composer(ctx.settings, "wecom", tasks, "i1", "s").max_text_len == 1333
+    with pytest.raises(UserError, match=r"is 993 characters; the limit is 682 .*2 members"):
+        create("by-app", "app")
+    # Both senders: only the members the application account would message are refused.
+    with pytest.raises(UserError, match=r"cannot be rendered for 1 of 2 members"):
+        create("both", "app,tasks")
+    ctx.engine.dispose()

@@ -98,16 +98,20 @@ def render_members(
     accounts: Sequence[Account],
 ) -> RenderReport:
     """Render for every member that would be sent to; compile errors raise `TemplateError`."""
-    renderers: dict[str, tuple[MessageRenderer, int]] = {}
+    renderers: dict[str, MessageRenderer] = {}
 
-    def renderer_for(channel: str) -> tuple[MessageRenderer, int]:
+    def renderer_for(channel: str) -> MessageRenderer:
         if channel not in renderers:
-            renderer = _renderer(engine, templates_dir, template, variables, campaign, channel)
-            renderers[channel] = (renderer, channel_class(channel).max_text_len)
+            renderers[channel] = _renderer(
+                engine, templates_dir, template, variables, campaign, channel
+            )
         return renderers[channel]
 
+    # A member's limit is its sender's: WeCom customer tasks take longer texts than apps.
+    limits = {a.id: _text_limit(a) for a in accounts}
+    tightest = _max_len(accounts)[0]
     # Compiled up front, so a template that does not compile fails with no member at all.
-    display = renderer_for(accounts[0].channel if accounts else "memory")[0].display_path
+    display = renderer_for(accounts[0].channel if accounts else "memory").display_path
     senders = [Sender(a.id, a.channel, True) for a in accounts if a.id is not None]
     members = assigned_members(senders, {}, cancelled=False, closed=False).add_columns(
         CT.external_id, CT.name, CT.tags, CT.attrs, CT.channel
@@ -127,7 +131,8 @@ def render_members(
             for row in rows:
                 if row.reason is not None:  # skipped at materialisation: never rendered
                     continue
-                renderer, max_len = renderer_for(row.channel)
+                renderer = renderer_for(row.channel)
+                max_len = limits.get(row.account_id, tightest)
                 view = RecipientView(
                     row.contact_id,
                     row.external_id,
@@ -172,9 +177,13 @@ def check_sends(
     return report
 
 
+def _text_limit(account: Account) -> int:
+    return channel_class(account.channel).text_limit(account.config or {})
+
+
 def _max_len(accounts: Sequence[Account]) -> tuple[int, str]:
-    """The tightest message limit among the sender accounts' channels."""
-    limits = [(channel_class(a.channel).max_text_len, a.channel) for a in accounts]
+    """The tightest message limit among the sender accounts."""
+    limits = [(_text_limit(a), a.channel) for a in accounts]
     return min(limits) if limits else (4096, "?")
 
 

@@ -65,6 +65,13 @@ class Channel(ABC):
     # Campaign sends carry the recipient's one-click `unsubscribe_url` (when one is served).
     wants_unsubscribe_url: ClassVar[bool] = False
 
+    @classmethod
+    def text_limit(cls, config: Mapping[str, Any]) -> int:
+        """The most characters one message of an account with `config` may have:
+        `max_text_len`, unless the config changes it (a WeCom customer task takes a longer
+        text than an application message)."""
+        return cls.max_text_len
+
     @property
     def can_lookup(self) -> bool:
         """Whether this account can ask its platform about a send by key (`lookup`)."""

@@ -58,7 +58,9 @@ endless loop.
 A text over WeCom's limit (2,048 UTF-8 bytes for `message/send`, 4,000 for
 `add_msg_template`) fails before any request, naming the limit: a campaign text is never
 split, since a customer takes one mass message a day and a member confirms every task.
-`max_text_len` is 682, the most CJK characters (3 bytes each) that fit 2,048 bytes.
+`text_limit` is what campaigns check before sending: the most CJK characters (3 bytes each)
+that fit, 682 for an application message and 1,333 for a customer task (`max_text_len`, the
+class's figure, is the tighter).
 
 The secret travels in the gettoken query and the access token in every query, which httpx
 logs at INFO: a filter on the `httpx` logger masks both, and no error or repr shows them.
@@ -145,6 +147,13 @@ class WecomChannel(Channel):
         self._send_timeout_s = REQUESTS_PER_SEND * request_s
         self._token = shared_token(self.api_base, self.corp_id, self._secret)
         hide_in_http_logs(_CREDENTIALS)
+
+    @classmethod
+    def text_limit(cls, config: Mapping[str, Any]) -> int:
+        """The most CJK characters (3 UTF-8 bytes each) the mode's API takes: 682 in an
+        application message, 1,333 in a customer task; `send` checks the bytes exactly."""
+        mode = str(config.get("mode", "app"))
+        return MAX_TEXT_BYTES.get(mode, MAX_TEXT_BYTES["app"]) // 3
 
     @property
     def send_timeout_s(self) -> float:

@@ -71,7 +71,7 @@ class Composer:
         self.installation = installation
         self.tracking_secret = tracking_secret
         self.channel = channel
-        self.max_text_len = adapter.max_text_len
+        self.max_text_len = adapter.text_limit(adapter.config)
         self.has_subject = adapter.has_subject
         self.wants_unsubscribe_url = adapter.wants_unsubscribe_url
         self.renderers: dict[int, MessageRenderer | TemplateError] = {}

@@ -59,7 +59,9 @@ def reply_as_person(ctx: Context, ref: str, text: str) -> HumanReply:
         raise UserError("the reply is empty: give the text to send")
     opted_out = exists().where(tables.suppressions.c.contact_id == CT.id)
     stmt = (
-        select(CT.id, CT.external_id, A.id, A.name, A.channel, A.state, CV.status, opted_out)
+        select(
+            CT.id, CT.external_id, A.id, A.name, A.channel, A.config, A.state, CV.status, opted_out
+        )
         .select_from(tables.conversations)
         .join(tables.contacts, CT.id == CV.contact_id)
         .join(tables.accounts, A.id == CV.account_id)
@@ -69,8 +71,10 @@ def reply_as_person(ctx: Context, ref: str, text: str) -> HumanReply:
         row = conn.execute(stmt).first()
         if row is None:
             raise NotFound(f"no conversation #{cid}; `siyu inbox` lists those waiting")
-        contact_id, external_id, account_id, account, channel, state, status, suppressed = row
-        limit = channel_class(channel).max_text_len
+        contact_id, external_id, account_id, account, channel, config, state, status, suppressed = (
+            row
+        )
+        limit = channel_class(channel).text_limit(config or {})
         if len(text) > limit:
             raise UserError(
                 f"the reply is {len(text):,} characters; channel {channel!r} allows {limit:,}"
