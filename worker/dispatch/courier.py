@@ -133,12 +133,7 @@ class Courier:
             else:
                 continue
             dropped.append(item)
-        if not dropped:
-            return items
-        outbox.settle(self.engine, outcomes, self.fence.token)
-        self.pacer.release([i.at for i in dropped])
-        gone = {id(i) for i in dropped}
-        return [i for i in items if id(i) not in gone]
+        return self._hold_back(items, dropped, outcomes)
 
     def _spaced(self, items: list[Item]) -> list[Item]:
         """Hold back messages to contacts this account messaged less than the policy's
@@ -147,13 +142,21 @@ class Courier:
             return items
         allowed = self.caps.space([i.claimed.contact_id for i in items])
         held = [i for i, ok in zip(items, allowed, strict=True) if not ok]
-        if not held:
-            return items
         later = utcnow() + timedelta(milliseconds=self.caps.gap_ms)
         outcomes = [Outcome(i.claimed.id, DeliveryState.PENDING, retry_at=later) for i in held]
+        return self._hold_back(items, held, outcomes)
+
+    def _hold_back(
+        self, items: list[Item], dropped: list[Item], outcomes: list[Outcome]
+    ) -> list[Item]:
+        """Settle the rows of `dropped` (only claimed, not yet `sending`) with their
+        `outcomes`, give their slots back, and return the rest of `items`."""
+        if not dropped:
+            return items
         outbox.settle(self.engine, outcomes, self.fence.token)
-        self.pacer.release([i.at for i in held])
-        return [i for i, ok in zip(items, allowed, strict=True) if ok]
+        self.pacer.release([i.at for i in dropped])
+        gone = {id(i) for i in dropped}
+        return [i for i in items if id(i) not in gone]
 
     def _send(self, item: Item) -> None:
         """Wait for the slot, pass the fence, send, and record the outcome."""
